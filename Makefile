@@ -1,0 +1,25 @@
+# One command each: `make bench` sets up a fresh machine and runs the main benchmark; `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+# CPU machines: the local CPU wheel. GPU users: `make bench TORCH=torch` keeps (or pulls) a CUDA build.
+TORCH ?= torch==2.13.0
+EXTRAS ?= dev
+DATASET ?= ml-1m
+SHARED_DATA := $(abspath ../shared/data)
+export STAREC_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(abspath data))
+
+.PHONY: setup test bench
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q "$(TORCH)"
+	$(VENV)/bin/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+test: setup
+	$(VENV)/bin/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
+
+bench: setup
+	$(VENV)/bin/starec data info $(DATASET)

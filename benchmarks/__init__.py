@@ -1,0 +1,1 @@
+"""Replay evaluation of policies on a protocol: tables, plots, run records, speed benchmarks."""

@@ -1,0 +1,1 @@
+"""Recommender policies behind one protocol: `name`, `fit(train)`, `score(cases) -> (B, C)`."""

@@ -1,0 +1,16 @@
+"""The paper's positional reward: the one place a ranking is turned into a scalar for RL and the env.
+
+Rank 1 → +1; ranks 2-5 → +0.5; 6-10 → 0; 11-20 → -0.5; absent or unparseable (rank 0 or None) → -1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MISSING = 0  # the rank that stands for "the item is not in the ranking at all"
+
+
+def positional_reward(ranks) -> np.ndarray:
+    """Vectorised reward of 1-based ranks; 0, negative or None ranks count as missing."""
+    ranks = np.asarray([MISSING if r is None else r for r in np.atleast_1d(ranks)], dtype=np.int64)
+    return np.select([ranks < 1, ranks == 1, ranks <= 5, ranks <= 10], [-1.0, 1.0, 0.5, 0.0], default=-0.5)

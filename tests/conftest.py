@@ -1,0 +1,42 @@
+"""Tests run on the real data in $STAREC_DATA_DIR (CI points it at ../shared/data); never on copies in the repo."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config):
+    if not os.environ.get("STAREC_DATA_DIR"):
+        default = Path(__file__).resolve().parents[2] / "shared" / "data"
+        if default.is_dir():
+            os.environ["STAREC_DATA_DIR"] = str(default)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """One cache per test session: protocols are built once and shared, nothing leaks into ~/.cache."""
+    os.environ["STAREC_CACHE_DIR"] = str(tmp_path_factory.mktemp("starec-cache"))
+    os.environ["STAREC_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = Path(os.environ.get("STAREC_DATA_DIR", ""))
+    if not (path / "ml-1m").is_dir():
+        pytest.fail("STAREC_DATA_DIR must point at the shared data folder (with ml-1m/ and amazon-cds/)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ml1m(data_dir):
+    from starec_env.protocol import build_protocol
+
+    return build_protocol("ml-1m")
+
+
+@pytest.fixture(scope="session")
+def cds(data_dir):
+    from starec_env.protocol import build_protocol
+
+    return build_protocol("amazon-cds")

@@ -1,0 +1,1 @@
+"""Teacher distillation, SFT anchoring and GRPO on simulated feedback rollouts."""
