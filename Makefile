@@ -21,5 +21,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 test: setup
 	$(VENV)/bin/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; rc=0; fi; exit $$rc
 
+POLICIES ?= random,pop,bpr,gru4rec,sasrec
+SEEDS ?= 0
 bench: setup
-	$(VENV)/bin/starec data info $(DATASET)
+	$(VENV)/bin/starec bench --dataset $(DATASET) --policies $(POLICIES) --train full,sample --seeds $(SEEDS)

@@ -27,6 +27,19 @@ def main(argv: list[str] | None = None) -> int:
     proto.add_argument("--out", default=".", help="folder for candidates_<dataset>_seed<N>.tsv")
     proto.set_defaults(func=_data_protocol)
 
+    bench = commands.add_parser("bench", help="replay benchmark: train + evaluate policies on the protocol")
+    bench.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds"])
+    bench.add_argument("--policies", default="random,pop,bpr,gru4rec,sasrec",
+                       help="comma-separated built-in names or import paths 'package.module:ClassName'")
+    bench.add_argument("--train", default="full,sample", help="training views: full, sample or both")
+    bench.add_argument("--seeds", default="0", help="comma-separated protocol/training seeds, e.g. 0,1,2")
+    bench.add_argument("--users", type=int, help="evaluate on the first N test users only")
+    bench.add_argument("--out", default="results", help="parent folder of the results folder")
+    bench.add_argument("--path", help="data folder (default: $STAREC_DATA_DIR, ./data)")
+    bench.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="policy constructor option, e.g. --option epochs=20 (JSON values)")
+    bench.set_defaults(func=_bench)
+
     args = parser.parse_args(argv)
     from starec_env.sources import DataError
 
@@ -64,6 +77,29 @@ def _data_protocol(args) -> int:
     print(f"{len(protocol.test)} test and {len(protocol.valid)} validation cases of "
           f"{protocol.test.candidates.shape[1]} candidates → {path}")
     return 0
+
+
+def _bench(args) -> int:
+    import json
+
+    from benchmarks.replay import BenchConfig, run_benchmark
+
+    options = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    config = BenchConfig(dataset=args.dataset, policies=tuple(_split(args.policies)), views=tuple(_split(args.train)),
+                         seeds=tuple(int(s) for s in _split(args.seeds)), n_users=args.users, out=args.out,
+                         data_path=args.path, policy_options=options)
+    run_benchmark(config)
+    return 0
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 if __name__ == "__main__":

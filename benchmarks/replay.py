@@ -1,0 +1,91 @@
+"""Offline replay evaluation: every policy on the same protocol and the same fixed candidates.
+
+`evaluate(policy, protocol)` scores one policy; `run_benchmark(config)` trains and evaluates many over views and
+seeds and writes a results folder (see `benchmarks.report`). Built-in and user policies go through the same path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from policies.registry import make_policy, policy_name
+from starec_env.metrics import check_scores, summarize, target_ranks
+from starec_env.protocol import Protocol, build_protocol, default_config
+
+
+@dataclass
+class BenchConfig:
+    dataset: str = "ml-1m"
+    policies: tuple[str, ...] = ("random", "pop", "bpr", "gru4rec", "sasrec")
+    views: tuple[str, ...] = ("full", "sample")
+    seeds: tuple[int, ...] = (0,)
+    n_users: int | None = None  # evaluate on the first N test users only (LLM policies on a CPU)
+    out: str = "results"
+    data_path: str | None = None
+    policy_options: dict = field(default_factory=dict)  # passed to every policy constructor that takes them
+
+
+@dataclass
+class EvalResult:
+    ranks: np.ndarray
+    metrics: dict[str, float]
+    seconds: float
+
+
+def evaluate(policy, protocol: Protocol, split: str = "test", n_users: int | None = None) -> EvalResult:
+    """Score the split's cases with `policy` and compute the metrics; invalid scores are a clear error."""
+    cases = {"test": protocol.test, "valid": protocol.valid}[split]
+    if n_users is not None:
+        cases = cases.subset(slice(0, n_users))
+    started = time.perf_counter()
+    scores = policy.score(cases)
+    seconds = time.perf_counter() - started
+    try:
+        scores = check_scores(scores, cases.candidates.shape)
+    except ValueError as error:
+        raise ValueError(f"policy {getattr(policy, 'name', type(policy).__name__)!r} returned invalid scores: "
+                         f"{error}") from None
+    ranks = target_ranks(scores, cases.target_index)
+    return EvalResult(ranks, summarize(ranks), seconds)
+
+
+def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[dict], list[dict], Path]:
+    """Train + evaluate every (policy, view, seed); returns (rows, protocol records, results folder)."""
+    from benchmarks.report import new_results_dir, write_results
+
+    out = out or new_results_dir(config.out, config.dataset)
+    rows, records = [], []
+    for seed in config.seeds:
+        protocol = build_protocol(config.dataset, default_config(config.dataset, seed=seed), config.data_path)
+        records.append(protocol.record())
+        jobs = [(spec, view) for spec in config.policies for view in config.views]
+        for spec, view in tqdm(jobs, desc=f"{config.dataset} seed {seed}"):
+            row = _run_one(spec, view, seed, protocol, config, out)
+            if row is not None:
+                rows.append(row)
+    write_results(rows, records, config, out)
+    return rows, records, out
+
+
+def _run_one(spec: str, view: str, seed: int, protocol: Protocol, config: BenchConfig, out: Path) -> dict | None:
+    policy = make_policy(spec, seed=seed, **config.policy_options)
+    learns = getattr(policy, "learns", True)
+    if not learns and view != config.views[0]:
+        return None  # the view does not change this policy: one row, not one per view
+    started = time.perf_counter()
+    if callable(getattr(policy, "fit", None)):
+        policy.fit(protocol.train(view))
+    train_seconds = time.perf_counter() - started
+    result = evaluate(policy, protocol, n_users=config.n_users)
+    name = policy_name(policy, spec)
+    if callable(getattr(policy, "save", None)):
+        policy.save(out / "checkpoints" / f"{name}_{view}_seed{seed}.safetensors")
+    return {"policy": name, "view": view if learns else "-", "seed": seed, "users": len(result.ranks),
+            **result.metrics, "train_seconds": round(train_seconds, 3), "eval_seconds": round(result.seconds, 4),
+            "lists_per_second": round(len(result.ranks) / max(result.seconds, 1e-9), 1),
+            **({"curve": policy.history} if getattr(policy, "history", None) else {})}

@@ -1,0 +1,121 @@
+"""Results on disk: a paper-style markdown table, CSV + JSON of every number, PNG plots and a run record."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.references import PAPER, REFERENCE  # noqa: E402
+
+DISPLAY = {"random": "Random", "pop": "Pop", "bpr": "BPR", "gru4rec": "GRU4Rec", "sasrec": "SASRec"}
+KS = (1, 5, 10, 20)
+PACKAGES = ("torch", "numpy", "pandas", "gymnasium", "transformers", "starec-env")
+
+
+def new_results_dir(root: str, dataset: str) -> Path:
+    folder = Path(root) / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def row_label(policy: str, view: str) -> str:
+    name = DISPLAY.get(policy, policy)
+    return name if view == "-" else f"{name}_{view}"
+
+
+def write_results(rows: list[dict], records: list[dict], config, out: Path) -> None:
+    frame = pd.DataFrame([{k: v for k, v in row.items() if k != "curve"} for row in rows])
+    frame.to_csv(out / "results.csv", index=False)
+    (out / "results.json").write_text(json.dumps({"rows": rows, "protocols": records}, indent=1, default=float))
+    table = summary_table(frame, config.dataset)
+    (out / "table.md").write_text(table + "\n")
+    (out / "run.json").write_text(json.dumps(run_record(config, records, frame), indent=1, default=str))
+    plot_ndcg(frame, config.dataset, out / "ndcg.png")
+    curves = [row for row in rows if row.get("curve")]
+    if curves:
+        plot_curves(curves, out / "curves.png")
+    print(table)
+    print(f"\nresults: {out}")
+
+
+def summary_table(frame: pd.DataFrame, dataset: str) -> str:
+    """Mean ± std over seeds of NDCG@1/5/10/20 ×100, one row per policy/view, with paper and reference @10."""
+    header = ("| Method | " + " | ".join(f"NDCG@{k}" for k in KS)
+              + " | seeds | users | train s | paper @10 | reference @10 |")
+    lines = [header, "|" + "---|" * (len(KS) + 6)]
+    for (policy, view), group in frame.groupby(["policy", "view"], sort=False):
+        key = policy if view == "-" else f"{policy}_{view}"
+        cells = [_mean_std(group[f"ndcg@{k}"]) for k in KS]
+        paper = PAPER.get(dataset, {}).get(key, (None, None))[1]
+        reference = REFERENCE.get(dataset, {}).get(key, (None, None))[1]
+        lines.append(f"| {row_label(policy, view)} | " + " | ".join(cells)
+                     + f" | {group['seed'].nunique()} | {int(group['users'].iloc[0])} | "
+                     f"{group['train_seconds'].mean():.1f} | {_maybe(paper)} | {_maybe(reference)} |")
+    return "\n".join(lines)
+
+
+def _mean_std(values: pd.Series) -> str:
+    values = values * 100
+    return f"{values.mean():.2f}" if len(values) == 1 else f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+
+
+def _maybe(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def plot_ndcg(frame: pd.DataFrame, dataset: str, path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for (policy, view), group in frame.groupby(["policy", "view"], sort=False):
+        means = [group[f"ndcg@{k}"].mean() * 100 for k in KS]
+        axis.plot(KS, means, marker="o", label=row_label(policy, view))
+    axis.set(xlabel="K", ylabel="NDCG@K × 100", xticks=KS, title=f"{dataset}: replay NDCG@K (20 candidates)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """Validation NDCG@10 against training wall time: where time-to-quality is read off."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        curve = pd.DataFrame(row["curve"])
+        axis.plot(curve["seconds"], curve["valid_ndcg@10"] * 100,
+                  label=f"{row_label(row['policy'], row['view'])} seed {row['seed']}")
+    axis.set(xlabel="training seconds", ylabel="validation NDCG@10 × 100", title="training curves")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def run_record(config, records: list[dict], frame: pd.DataFrame) -> dict:
+    """Everything needed to reproduce or audit the numbers: config, protocol, data hashes, versions, timings."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, check=False).stdout.strip() or None
+    except OSError:
+        commit = None
+    return {"config": asdict(config), "command": sys.argv, "git_commit": commit, "protocols": records,
+            "versions": versions, "python": sys.version, "platform": platform.platform(),
+            "timings": frame[["policy", "view", "seed", "train_seconds", "eval_seconds"]].to_dict("records")}

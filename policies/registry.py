@@ -1,0 +1,45 @@
+"""Policies by name: the built-ins, or any class in the user's own code as `package.module:ClassName`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+from policies.base import Policy
+
+BUILTIN = {
+    "random": "policies.base:RandomPolicy",
+    "pop": "policies.base:PopularityPolicy",
+    "bpr": "policies.bpr:BPRPolicy",
+    "gru4rec": "policies.gru4rec:GRU4RecPolicy",
+    "sasrec": "policies.sasrec:SASRecPolicy",
+}
+
+
+def policy_class(spec: str) -> type:
+    """Resolve a built-in name or an import path `module:Class` (lazily, so LLM policies cost nothing unused)."""
+    path = BUILTIN.get(spec, spec)
+    module_name, _, attribute = path.partition(":")
+    if not attribute:
+        raise ValueError(f"unknown policy {spec!r}: use one of {sorted(BUILTIN)} or 'package.module:ClassName'")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot load policy {spec!r}: {error}") from error
+
+
+def make_policy(spec: str, seed: int = 0, **options) -> Policy:
+    """Instantiate a policy; `seed` and the options are passed when its constructor takes them."""
+    cls = policy_class(spec)
+    parameters = inspect.signature(cls).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    kwargs = {k: v for k, v in {"seed": seed, **options}.items() if accepts_any or k in parameters}
+    policy = cls(**kwargs)
+    if not callable(getattr(policy, "score", None)):
+        raise TypeError(f"policy {spec!r} has no score(cases) method")
+    return policy
+
+
+def policy_name(policy, spec: str) -> str:
+    return getattr(policy, "name", None) or spec.rpartition(":")[2]
+

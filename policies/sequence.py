@@ -1,0 +1,66 @@
+"""What GRU4Rec and SASRec share: next-item training with full-softmax cross-entropy, and last-state scoring.
+
+Sequences are left-aligned (item k at position k, padding 0 after the end) so a causal encoder never sees padding
+before a real item; the representation of a history is the encoder state at its last real position. Full softmax
+over all items is cheap at this catalogue size and trains far better than one sampled negative (ANCHORS.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from policies.torch_policy import TorchPolicy
+from starec_env.protocol import Cases, TrainView
+
+
+def left_aligned(sequences: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, length) item ids + 1 (0 = padding) holding each sequence's last `length` items, and their lengths."""
+    out = np.zeros((len(sequences), length), dtype=np.int64)
+    lengths = np.zeros(len(sequences), dtype=np.int64)
+    for row, sequence in enumerate(sequences):
+        recent = np.asarray(sequence[-length:], dtype=np.int64)
+        out[row, : len(recent)] = recent + 1
+        lengths[row] = len(recent)
+    return out, lengths
+
+
+def item_embedding(n_items: int, dim: int) -> torch.nn.Embedding:
+    """Item table shared by input and output; std 1/sqrt(dim) keeps initial logits ~N(0, 1), not ~N(0, dim)."""
+    table = torch.nn.Embedding(n_items + 1, dim, padding_idx=0)
+    torch.nn.init.normal_(table.weight, std=dim**-0.5)
+    with torch.no_grad():
+        table.weight[0].zero_()
+    return table
+
+
+class SequencePolicy(TorchPolicy):
+    """Subclasses build a module with `encode(ids) -> (B, L, D)` and an `items` embedding (n_items + 1, D)."""
+
+    max_len = 40
+
+    def batches(self, train: TrainView, rng: np.random.Generator):
+        if not hasattr(self, "_train_arrays") or self._train_arrays[0] is not train:
+            usable = [s for s in train.sequences if len(s) >= 2]
+            ids, _ = left_aligned(usable, self.max_len + 1)
+            self._train_arrays = (train, torch.from_numpy(ids[:, :-1]), torch.from_numpy(ids[:, 1:]))
+        _, inputs, targets = self._train_arrays
+        order = torch.from_numpy(rng.permutation(len(inputs)))
+        for start in range(0, len(order), self.config.batch_size):
+            index = order[start : start + self.config.batch_size]
+            yield inputs[index], targets[index]
+
+    def loss(self, batch) -> torch.Tensor:
+        inputs, targets = batch
+        mask = targets > 0
+        hidden = self.model.encode(inputs)[mask]
+        logits = F.linear(hidden, self.model.items.weight[1:])  # real items only: padding is never a next item
+        return F.cross_entropy(logits, targets[mask] - 1)
+
+    def score_tensor(self, cases: Cases) -> torch.Tensor:
+        ids, lengths = left_aligned(cases.histories, self.max_len)
+        hidden = self.model.encode(torch.from_numpy(ids))
+        last = hidden[torch.arange(len(ids)), torch.from_numpy(np.maximum(lengths, 1) - 1)]
+        candidates = self.model.items(torch.from_numpy(cases.candidates + 1))
+        return torch.einsum("bd,bcd->bc", last, candidates)

@@ -1,0 +1,47 @@
+import json
+import sys
+import textwrap
+
+import pandas as pd
+
+from benchmarks.replay import BenchConfig, run_benchmark
+from starec_env.cli import main
+
+
+def test_custom_policy_by_import_path_runs_through_the_benchmark(ml1m, tmp_path, monkeypatch):
+    (tmp_path / "my_policies.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        class RecentGenre:
+            """Scores candidates by how many of the user's last 5 items they equal (a toy custom policy)."""
+            name = "recent"
+
+            def fit(self, train):
+                self.counts = np.bincount(np.concatenate(train.sequences), minlength=train.n_items)
+                return self
+
+            def score(self, cases):
+                return np.log1p(self.counts[cases.candidates])
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows, records, out = run_benchmark(BenchConfig(dataset="ml-1m", policies=("random", "my_policies:RecentGenre"),
+                                                   views=("full", "sample"), out=str(tmp_path / "results")))
+    assert [(r["policy"], r["view"]) for r in rows] == [("random", "-"), ("recent", "full"), ("recent", "sample")]
+    assert rows[1]["ndcg@10"] > rows[0]["ndcg@10"]
+    table = (out / "table.md").read_text()
+    assert "| recent_full |" in table and "| Random |" in table
+    assert len(pd.read_csv(out / "results.csv")) == 3
+    record = json.loads((out / "run.json").read_text())
+    assert record["protocols"][0]["stats"][3]["interactions"] == 274_545
+    assert record["versions"]["torch"] and (out / "ndcg.png").stat().st_size > 1000
+    assert "my_policies" in sys.modules
+
+
+def test_bench_command_with_training_curves(ml1m, tmp_path):
+    assert main(["bench", "--policies", "pop,sasrec", "--train", "sample", "--seeds", "0", "--out", str(tmp_path),
+                 "--option", "epochs=1", "--option", "progress=false"]) == 0
+    folder = next(tmp_path.iterdir())
+    frame = pd.read_csv(folder / "results.csv")
+    assert list(frame["policy"]) == ["pop", "sasrec"]
+    assert (folder / "curves.png").is_file()
+    assert (folder / "checkpoints" / "sasrec_sample_seed0.safetensors").is_file()

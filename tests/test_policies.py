@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+
+from benchmarks.replay import evaluate
+from policies.registry import make_policy
+
+QUICK = {"bpr": {"epochs": 10, "eval_every": 5}, "gru4rec": {"epochs": 2, "eval_every": 1},
+         "sasrec": {"epochs": 2, "eval_every": 1}}
+
+
+@pytest.fixture(scope="module")
+def sample_view(ml1m):
+    return ml1m.train("sample")
+
+
+@pytest.mark.parametrize("name", ["pop", "bpr", "gru4rec", "sasrec"])
+def test_policy_trains_and_beats_random(name, ml1m, sample_view):
+    random = evaluate(make_policy("random"), ml1m).metrics["ndcg@10"]
+    policy = make_policy(name, seed=0, progress=False, **QUICK.get(name, {})).fit(sample_view)
+    result = evaluate(policy, ml1m)
+    assert result.metrics["ndcg@10"] > random + 0.1, (name, result.metrics, random)
+
+
+def test_same_seed_same_results(ml1m, sample_view):
+    first = make_policy("sasrec", seed=3, progress=False, epochs=1).fit(sample_view).score(ml1m.test)
+    second = make_policy("sasrec", seed=3, progress=False, epochs=1).fit(sample_view).score(ml1m.test)
+    other = make_policy("sasrec", seed=4, progress=False, epochs=1).fit(sample_view).score(ml1m.test)
+    assert np.array_equal(first, second)
+    assert not np.array_equal(first, other)
+
+
+def test_checkpoint_round_trip(ml1m, sample_view, tmp_path):
+    policy = make_policy("bpr", seed=0, progress=False, epochs=2, eval_every=1).fit(sample_view)
+    path = policy.save(tmp_path / "bpr.safetensors")
+    restored = make_policy("bpr", seed=0).load(path, sample_view)
+    assert np.allclose(policy.score(ml1m.test), restored.score(ml1m.test))
+
+
+def test_early_stopping_keeps_the_best_validation_state(ml1m, sample_view):
+    policy = make_policy("bpr", seed=0, progress=False, epochs=40, eval_every=2, patience=2).fit(sample_view)
+    best = max(entry["valid_ndcg@10"] for entry in policy.history)
+    assert policy.validate(ml1m.valid) == pytest.approx(best)
+
+
+def test_bpr_refuses_users_it_never_saw(ml1m):
+    policy = make_policy("bpr", progress=False, epochs=1, eval_every=1).fit(ml1m.train("sample"))
+    unseen = np.setdiff1d(np.arange(ml1m.n_users), ml1m.test.users)[:3]
+    cases = ml1m.test.subset(slice(0, 3))
+    cases.users = unseen
+    with pytest.raises(ValueError, match="not in the training view"):
+        policy.score(cases)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda c: np.zeros((len(c), 19)), "shape"),
+    (lambda c: np.full(c.candidates.shape, np.nan), "finite"),
+])
+def test_invalid_policy_output_is_a_clear_error(bad, message, ml1m):
+    class Broken:
+        name = "broken"
+
+        def score(self, cases):
+            return bad(cases)
+
+    with pytest.raises(ValueError, match=f"policy 'broken' returned invalid scores: .*{message}"):
+        evaluate(Broken(), ml1m)
