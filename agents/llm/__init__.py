@@ -1,0 +1,85 @@
+"""The one LLM interface every package uses: batched chat generation behind a backend chosen by one string.
+
+    load_llm()                                  the embedded SmolLM2-135M-Instruct (fetched + converted once)
+    load_llm("hf:HuggingFaceTB/SmolLM2-360M-Instruct")   any transformers checkpoint, id or local path
+    load_llm("gguf:/models/qwen2.5-7b-q4.gguf")          llama.cpp (extra: llamacpp)
+    load_llm("openai:http://127.0.0.1:8000/v1#my-model") any OpenAI-compatible server; key from $OPENAI_API_KEY
+    load_llm("vllm:Qwen/Qwen2.5-7B-Instruct")            in-process vLLM engine (extra: vllm, GPU)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence
+
+Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
+
+
+class LLMError(Exception):
+    """A backend could not produce completions: unreachable endpoint, garbage answer, missing extra, bad spec."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_tokens: int = 128
+    temperature: float = 0.0  # 0 → greedy
+    top_p: float = 1.0
+    n: int = 1  # completions per chat (GRPO uses groups of 8)
+    stop: tuple[str, ...] = ()
+    seed: int | None = 0
+    logprobs: bool = False
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (end of turn or a stop string) or "length"
+    token_logprobs: list[float] | None = field(default=None, repr=False)
+
+
+class LLM(ABC):
+    """Many chats in, `n` completions per chat out; backends batch however suits them."""
+
+    spec: str = ""
+
+    @abstractmethod
+    def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        """For each chat, `sampling.n` completions."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec!r})"
+
+
+def load_llm(spec: str | None = None, **options) -> LLM:
+    """Backend by spec string (see the module docstring); None → the embedded default model."""
+    if spec is None or spec in ("default", "embedded"):
+        from agents.llm.embedded import default_model_dir
+
+        spec = f"hf:{default_model_dir()}"
+    kind, _, target = spec.partition(":")
+    if kind == "hf":
+        from agents.llm.transformers_backend import TransformersLLM
+
+        return TransformersLLM(target, **options)
+    if kind == "gguf":
+        from agents.llm.llamacpp_backend import LlamaCppLLM
+
+        return LlamaCppLLM(target, **options)
+    if kind == "openai":
+        from agents.llm.openai_backend import OpenAILLM
+
+        return OpenAILLM(target, **options)
+    if kind == "vllm":
+        from agents.llm.vllm_backend import VLLMBackend
+
+        return VLLMBackend(target, **options)
+    raise LLMError(f"unknown LLM spec {spec!r}: expected hf:PATH_OR_ID, gguf:FILE, openai:URL#MODEL or vllm:MODEL")
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Cut `text` at the first stop string; (text, whether one was found). Shared by backends without native stops."""
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)

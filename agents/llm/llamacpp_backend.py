@@ -1,0 +1,42 @@
+"""llama.cpp through llama-cpp-python (extra `llamacpp`, built from source): fast CPU inference of GGUF files.
+
+`gguf:default` is the embedded SmolLM2 GGUF kept in the model cache by `starec model fetch`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from agents.llm import LLM, Chat, Completion, LLMError, Sampling
+
+
+class LlamaCppLLM(LLM):
+    def __init__(self, path: str, n_ctx: int = 4096, threads: int | None = None):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise LLMError("the gguf: backend needs llama-cpp-python: pip install 'starec-env[llamacpp]' "
+                           "(it compiles llama.cpp, ~6 minutes on 2 cores)") from None
+        if path == "default":
+            from agents.llm.embedded import default_gguf
+
+            path = str(default_gguf())
+        if not os.path.isfile(path):
+            raise LLMError(f"GGUF file not found: {path}")
+        self.spec = f"gguf:{path}"
+        self.engine = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False)
+
+    def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        return [[self._one(chat, sampling, k) for k in range(sampling.n)] for chat in chats]
+
+    def _one(self, chat: Chat, sampling: Sampling, k: int) -> Completion:
+        answer = self.engine.create_chat_completion(
+            messages=chat, max_tokens=sampling.max_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+            stop=list(sampling.stop) or None, seed=None if sampling.seed is None else sampling.seed + k,
+            logprobs=sampling.logprobs, top_logprobs=0 if sampling.logprobs else None)
+        choice, usage = answer["choices"][0], answer["usage"]
+        content = (choice.get("logprobs") or {}).get("content")
+        return Completion(text=(choice["message"]["content"] or "").strip(), prompt_tokens=usage["prompt_tokens"],
+                          completion_tokens=usage["completion_tokens"], finish_reason=choice["finish_reason"] or "stop",
+                          token_logprobs=[t["logprob"] for t in content] if content else None)

@@ -1,0 +1,85 @@
+"""Any OpenAI-compatible `/v1/chat/completions` server (vLLM serve, SGLang, Ollama, `starec serve`, hosted APIs).
+
+Chats are sent concurrently; connection failures, timeouts, 429 and 5xx are retried with exponential backoff; the
+API key comes only from the environment and appears in no message, log or repr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from agents.llm import LLM, Chat, Completion, LLMError, Sampling
+
+RETRYABLE = {408, 429, 500, 502, 503, 504}
+
+
+class OpenAILLM(LLM):
+    def __init__(self, target: str, api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
+                 timeout: float = 120.0, retries: int = 3, backoff: float = 0.5):
+        base, _, self.model = target.partition("#")
+        if not base.startswith(("http://", "https://")) or not self.model:
+            raise LLMError(f"openai spec must look like openai:http://HOST:PORT/v1#MODEL, got openai:{target}")
+        self.spec = f"openai:{target}"
+        self.url = base.rstrip("/") + "/chat/completions"
+        self._api_key = os.environ.get(api_key_env)
+        self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
+
+    def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda chat: self._complete(chat, sampling), chats))
+
+    def _complete(self, chat: Chat, sampling: Sampling) -> list[Completion]:
+        body = {"model": self.model, "messages": chat, "max_tokens": sampling.max_tokens,
+                "temperature": sampling.temperature, "top_p": sampling.top_p, "n": sampling.n,
+                "seed": sampling.seed, "stop": list(sampling.stop) or None, "logprobs": sampling.logprobs}
+        return self._parse(self._post(body))
+
+    def _post(self, body: dict) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        request = urllib.request.Request(self.url, json.dumps(body).encode(), headers, method="POST")
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    raw = response.read()
+                break
+            except urllib.error.HTTPError as error:
+                if error.code not in RETRYABLE or attempt == self.retries:
+                    detail = error.read()[:300].decode(errors="replace")
+                    raise LLMError(f"{self.url} answered HTTP {error.code}: {detail}") from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                if attempt == self.retries:
+                    reason = getattr(error, "reason", error)
+                    raise LLMError(f"cannot reach {self.url} after {self.retries + 1} attempts: {reason}") from None
+            time.sleep(self.backoff * 2**attempt)
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            raise LLMError(f"{self.url} answered with something that is not JSON: {raw[:200]!r}") from None
+
+    def _parse(self, payload: dict) -> list[Completion]:
+        try:
+            usage = payload.get("usage") or {}
+            choices = payload["choices"]
+            share = max(len(choices), 1)
+            return [Completion(text=(choice["message"]["content"] or "").strip(),
+                               prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                               completion_tokens=int(usage.get("completion_tokens", 0)) // share,
+                               finish_reason=choice.get("finish_reason") or "stop",
+                               token_logprobs=_logprobs(choice))
+                    for choice in choices]
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise LLMError(f"{self.url} answered JSON that is not an OpenAI chat completion "
+                           f"({type(error).__name__}: {error}): {json.dumps(payload)[:200]}") from None
+
+
+def _logprobs(choice: dict) -> list[float] | None:
+    content = (choice.get("logprobs") or {}).get("content")
+    return [float(token["logprob"]) for token in content] if content else None

@@ -1,0 +1,30 @@
+"""vLLM's in-process offline engine (extra `vllm`; CUDA GPUs): the fastest way to generate GRPO groups."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from agents.llm import LLM, Chat, Completion, LLMError, Sampling
+
+
+class VLLMBackend(LLM):
+    def __init__(self, model: str, trust_remote_code: bool = False, **engine_args):
+        try:
+            import vllm
+        except ImportError:
+            raise LLMError("the vllm: backend needs vLLM (a CUDA GPU): pip install 'starec-env[vllm]'; "
+                           "on a CPU use hf: or gguf:") from None
+        self._vllm = vllm
+        self.spec = f"vllm:{model}"
+        self.engine = vllm.LLM(model=model, trust_remote_code=trust_remote_code, **engine_args)
+
+    def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        params = self._vllm.SamplingParams(
+            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None, seed=sampling.seed, logprobs=0 if sampling.logprobs else None)
+        results = self.engine.chat(list(chats), params, use_tqdm=False)
+        return [[Completion(text=o.text.strip(), prompt_tokens=len(r.prompt_token_ids),
+                            completion_tokens=len(o.token_ids), finish_reason=o.finish_reason or "stop",
+                            token_logprobs=[next(iter(step.values())).logprob for step in o.logprobs]
+                            if o.logprobs else None)
+                 for o in r.outputs] for r in results]

