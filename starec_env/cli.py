@@ -51,6 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=_serve)
 
+    speed = commands.add_parser("speed", help="speed benchmarks (numbers and ratios, measured side by side)")
+    speed.add_argument("kind", choices=["classical", "llm"])
+    speed.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds"])
+    speed.add_argument("--model", help="LLM spec for `llm` (default: embedded SmolLM2)")
+    speed.add_argument("--threads", type=int, default=2)
+    speed.add_argument("--recbole-python", help="python of a venv with recbole==1.2.1 for the side-by-side run")
+    speed.add_argument("--out", default="results")
+    speed.set_defaults(func=_speed)
+
     args = parser.parse_args(argv)
     from agents.llm import LLMError
     from starec_env.sources import DataError
@@ -107,6 +116,17 @@ def _bench(args) -> int:
                          seeds=tuple(int(s) for s in _split(args.seeds)), n_users=args.users, out=args.out,
                          data_path=args.path, policy_options=options)
     run_benchmark(config)
+    return 0
+
+
+def _speed(args) -> int:
+    from benchmarks.speed import classical_speed, llm_speed, write_report
+
+    if args.kind == "classical":
+        report = classical_speed(args.dataset, threads=args.threads, recbole_python=args.recbole_python)
+    else:
+        report = llm_speed(args.model, threads=args.threads, dataset=args.dataset)
+    write_report(report, args.out, args.kind)
     return 0
 
 

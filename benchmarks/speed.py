@@ -1,0 +1,124 @@
+"""Speed benchmarks, measured side by side in one run and reported as numbers and ratios (never asserted in tests).
+
+`classical`: building the ML-1M protocol from raw files, training SASRec_full (total and time to its best
+validation epoch), and replay scoring throughput in candidate lists per second.
+`llm`: prefill and decode tokens/s, batched vs one-call-per-prompt generation of ranking prompts, peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.replay import evaluate
+from policies.registry import make_policy
+from starec_env.protocol import Cases, build_protocol
+
+
+def classical_speed(dataset: str = "ml-1m", threads: int = 2, repeat: int = 20, recbole_python: str | None = None,
+                    recbole_epochs: int = 1) -> dict:
+    started = time.perf_counter()
+    protocol = build_protocol(dataset, use_cache=False)
+    report = {"dataset": dataset, "threads": threads, "protocol_build_seconds": time.perf_counter() - started}
+    for name in ("sasrec",):
+        policy = make_policy(name, seed=0, threads=threads)
+        started = time.perf_counter()
+        policy.fit(protocol.train("full"))
+        best = max(policy.history, key=lambda entry: entry["valid_ndcg@10"])
+        report[f"{name}_full"] = {"train_seconds": time.perf_counter() - started,
+                                  "seconds_to_best_epoch": best["seconds"], "best_epoch": best["epoch"],
+                                  "epochs_run": policy.history[-1]["epoch"],
+                                  "test_ndcg@10": evaluate(policy, protocol).metrics["ndcg@10"]}
+        report[f"{name}_lists_per_second"] = _throughput(policy, protocol.test, repeat)
+    pop = make_policy("pop").fit(protocol.train("full"))
+    report["pop_lists_per_second"] = _throughput(pop, protocol.test, repeat)
+    if recbole_python:
+        report["recbole"] = recbole_side_by_side(protocol, recbole_python, recbole_epochs, threads)
+        ours = report["sasrec_full"]["train_seconds"] / report["sasrec_full"]["epochs_run"]
+        report["sasrec_seconds_per_epoch"] = ours
+        report["recbole_over_ours_seconds_per_epoch"] = report["recbole"]["recbole_sasrec_seconds_per_epoch"] / ours
+    return report
+
+
+def recbole_side_by_side(protocol, python: str, epochs: int, threads: int) -> dict:
+    """Export the `_full` training sequences as a RecBole atomic file and time RecBole's SASRec on them."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / "starec"
+        folder.mkdir()
+        lines = ["user_id:token\titem_id:token\ttimestamp:float"]
+        for user, sequence in zip(protocol.train("full").users, protocol.train("full").sequences):
+            lines += [f"{user}\t{item}\t{step}" for step, item in enumerate(sequence)]
+        (folder / "starec.inter").write_text("\n".join(lines) + "\n")
+        script = Path(__file__).with_name("recbole_sasrec.py")
+        result = subprocess.run([python, str(script), scratch, str(epochs), str(threads)], capture_output=True,
+                                text=True, check=False)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip()[-1500:]}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _throughput(policy, cases: Cases, repeat: int) -> float:
+    """Candidate lists scored per second over `repeat` copies of the test cases in one call."""
+    tiled = cases.subset(np.tile(np.arange(len(cases)), repeat))
+    policy.score(cases.subset(slice(0, 64)))  # warm-up
+    started = time.perf_counter()
+    policy.score(tiled)
+    return len(tiled) / (time.perf_counter() - started)
+
+
+def llm_speed(spec: str | None = None, threads: int = 2, prompts: int = 32, batch_size: int = 16,
+              max_tokens: int = 32, dataset: str = "ml-1m") -> dict:
+    import torch
+
+    from agents.llm import Sampling, load_llm
+    from agents.prompts import ranking_chat
+
+    llm = load_llm(spec, threads=threads, batch_size=batch_size)
+    protocol = build_protocol(dataset)
+    chats = [ranking_chat([protocol.item_text(i) for i in history[-15:]],
+                          [protocol.item_text(i) for i in row])
+             for history, row in zip(protocol.test.histories[:prompts], protocol.test.candidates[:prompts])]
+    sampling = Sampling(max_tokens=max_tokens)
+    report = {"model": llm.spec, "threads": threads, "prompts": prompts, "batch_size": batch_size,
+              "max_tokens": max_tokens}
+    if hasattr(llm, "model"):  # transformers: time one prefill on its own
+        ids = llm.tokenizer(llm.render(chats[0]), return_tensors="pt")
+        with torch.inference_mode():
+            llm.model(**ids)
+            started = time.perf_counter()
+            llm.model(**ids)
+        report["prompt_tokens"] = int(ids["input_ids"].shape[1])
+        report["prefill_tokens_per_second"] = ids["input_ids"].shape[1] / (time.perf_counter() - started)
+    one = _timed(lambda: [llm.generate([chat], sampling)[0] for chat in chats])
+    batched = _timed(lambda: llm.generate(chats, sampling))
+    report["one_by_one"], report["batched"] = one, batched
+    report["single_stream_tokens_per_second"] = one["completion_tokens"] / one["seconds"]
+    report["batched_speedup"] = batched["completion_tokens_per_second"] / one["completion_tokens_per_second"]
+    report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report
+
+
+def _timed(run) -> dict:
+    started = time.perf_counter()
+    results = run()
+    seconds = time.perf_counter() - started
+    tokens = sum(c.completion_tokens for group in results for c in group)
+    return {"seconds": seconds, "completion_tokens": tokens, "completion_tokens_per_second": tokens / seconds,
+            "prompts_per_second": len(results) / seconds}
+
+
+def write_report(report: dict, out: str, name: str) -> Path:
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"speed-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    print(f"\nreport: {path}")
+    return path
