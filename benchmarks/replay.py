@@ -55,19 +55,25 @@ def evaluate(policy, protocol: Protocol, split: str = "test", n_users: int | Non
 
 
 def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[dict], list[dict], Path]:
-    """Train + evaluate every (policy, view, seed); returns (rows, protocol records, results folder)."""
-    from benchmarks.report import new_results_dir, write_results
+    """Train + evaluate every (policy, view, seed); returns (rows, protocol records, results folder).
+
+    Results are rewritten after every row, and a run given an existing folder (`--resume`) skips the rows it
+    already holds, so a killed run loses at most the row in progress.
+    """
+    from benchmarks.report import load_rows, new_results_dir, write_results
 
     out = out or new_results_dir(config.out, config.dataset)
-    rows, records = [], []
+    rows, records = load_rows(out), []
+    done = {(row["spec"], row["view_asked"], row["seed"]) for row in rows}
     for seed in config.seeds:
         protocol = build_protocol(config.dataset, default_config(config.dataset, seed=seed), config.data_path)
         records.append(protocol.record())
-        jobs = [(spec, view) for spec in config.policies for view in config.views]
+        jobs = [(spec, view) for spec in config.policies for view in config.views if (spec, view, seed) not in done]
         for spec, view in tqdm(jobs, desc=f"{config.dataset} seed {seed}"):
             row = _run_one(spec, view, seed, protocol, config, out)
             if row is not None:
                 rows.append(row)
+                write_results(rows, records, config, out, quiet=True)
     write_results(rows, records, config, out)
     return rows, records, out
 
@@ -85,7 +91,8 @@ def _run_one(spec: str, view: str, seed: int, protocol: Protocol, config: BenchC
     name = policy_name(policy, spec)
     if callable(getattr(policy, "save", None)):
         policy.save(out / "checkpoints" / f"{name}_{view}_seed{seed}.safetensors")
-    return {"policy": name, "view": view if learns else "-", "seed": seed, "users": len(result.ranks),
+    return {"policy": name, "view": view if learns else "-", "seed": seed, "spec": spec, "view_asked": view,
+            "users": len(result.ranks),
             **result.metrics, "train_seconds": round(train_seconds, 3), "eval_seconds": round(result.seconds, 4),
             "lists_per_second": round(len(result.ranks) / max(result.seconds, 1e-9), 1),
             **({"curve": policy.history} if getattr(policy, "history", None) else {})}

@@ -35,8 +35,14 @@ def row_label(policy: str, view: str) -> str:
     return name if view == "-" else f"{name}_{view}"
 
 
-def write_results(rows: list[dict], records: list[dict], config, out: Path) -> None:
-    frame = pd.DataFrame([{k: v for k, v in row.items() if k != "curve"} for row in rows])
+def load_rows(out: Path) -> list[dict]:
+    """Rows a previous (possibly killed) run of this folder already wrote."""
+    path = out / "results.json"
+    return json.loads(path.read_text())["rows"] if path.is_file() else []
+
+
+def write_results(rows: list[dict], records: list[dict], config, out: Path, quiet: bool = False) -> None:
+    frame = pd.DataFrame([{k: v for k, v in row.items() if k not in ("curve", "spec", "view_asked")} for row in rows])
     frame.to_csv(out / "results.csv", index=False)
     (out / "results.json").write_text(json.dumps({"rows": rows, "protocols": records}, indent=1, default=float))
     table = summary_table(frame, config.dataset)
@@ -46,8 +52,9 @@ def write_results(rows: list[dict], records: list[dict], config, out: Path) -> N
     curves = [row for row in rows if row.get("curve")]
     if curves:
         plot_curves(curves, out / "curves.png")
-    print(table)
-    print(f"\nresults: {out}")
+    if not quiet:
+        print(table)
+        print(f"\nresults: {out}")
 
 
 def summary_table(frame: pd.DataFrame, dataset: str) -> str:
@@ -58,12 +65,17 @@ def summary_table(frame: pd.DataFrame, dataset: str) -> str:
     for (policy, view), group in frame.groupby(["policy", "view"], sort=False):
         key = policy if view == "-" else f"{policy}_{view}"
         cells = [_mean_std(group[f"ndcg@{k}"]) for k in KS]
-        paper = PAPER.get(dataset, {}).get(key, (None, None))[1]
-        reference = REFERENCE.get(dataset, {}).get(key, (None, None))[1]
+        paper, reference = (_lookup(table, dataset, key, policy) for table in (PAPER, REFERENCE))
         lines.append(f"| {row_label(policy, view)} | " + " | ".join(cells)
                      + f" | {group['seed'].nunique()} | {int(group['users'].iloc[0])} | "
                      f"{group['train_seconds'].mean():.1f} | {_maybe(paper)} | {_maybe(reference)} |")
     return "\n".join(lines)
+
+
+def _lookup(table: dict, dataset: str, key: str, policy: str) -> float | None:
+    """NDCG@10 of `policy_view`, else of `policy` (rows such as Pop that the paper gives once)."""
+    rows = table.get(dataset, {})
+    return (rows.get(key) or rows.get(policy) or (None, None))[1]
 
 
 def _mean_std(values: pd.Series) -> str:

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--seeds", default="0", help="comma-separated protocol/training seeds, e.g. 0,1,2")
     bench.add_argument("--users", type=int, help="evaluate on the first N test users only")
     bench.add_argument("--out", default="results", help="parent folder of the results folder")
+    bench.add_argument("--resume", help="an existing results folder: skip the rows it holds, add the rest")
     bench.add_argument("--path", help="data folder (default: $STAREC_DATA_DIR, ./data)")
     bench.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="policy constructor option, e.g. --option epochs=20 (JSON values)")
@@ -115,7 +116,7 @@ def _bench(args) -> int:
     config = BenchConfig(dataset=args.dataset, policies=tuple(_split(args.policies)), views=tuple(_split(args.train)),
                          seeds=tuple(int(s) for s in _split(args.seeds)), n_users=args.users, out=args.out,
                          data_path=args.path, policy_options=options)
-    run_benchmark(config)
+    run_benchmark(config, Path(args.resume) if args.resume else None)
     return 0
 
 

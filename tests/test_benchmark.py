@@ -45,3 +45,14 @@ def test_bench_command_with_training_curves(ml1m, tmp_path):
     assert list(frame["policy"]) == ["pop", "sasrec"]
     assert (folder / "curves.png").is_file()
     assert (folder / "checkpoints" / "sasrec_sample_seed0.safetensors").is_file()
+
+
+def test_killed_run_resumes_without_redoing_rows(ml1m, tmp_path):
+    config = BenchConfig(dataset="ml-1m", policies=("pop",), views=("full", "sample"), out=str(tmp_path))
+    first, _, out = run_benchmark(config)
+    config.policies = ("pop", "random")
+    rows, _, again = run_benchmark(config, out)
+    assert again == out and [(r["policy"], r["view"]) for r in rows] == [("pop", "full"), ("pop", "sample"),
+                                                                       ("random", "-")]
+    assert rows[0]["eval_seconds"] == first[0]["eval_seconds"]  # read back, not recomputed
+    assert len(pd.read_csv(out / "results.csv")) == 3
