@@ -5,7 +5,7 @@ import textwrap
 import pandas as pd
 
 from benchmarks.replay import BenchConfig, run_benchmark
-from starec_env.cli import main
+from benchmarks.cli import main
 
 
 def test_custom_policy_by_import_path_runs_through_the_benchmark(ml1m, tmp_path, monkeypatch):

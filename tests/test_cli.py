@@ -1,4 +1,4 @@
-from starec_env.cli import main
+from benchmarks.cli import main
 
 
 def test_data_info_prints_real_counts(ml1m, capsys):

@@ -1,4 +1,7 @@
-"""The `starec` command line: thin flag parsing onto the library's dataclasses and functions."""
+"""The `starec` command line: thin flag parsing onto the library's dataclasses and functions.
+
+It lives at the end of the flow (benchmarks) because it drives every layer: data, LLMs, policies, benchmarks.
+"""
 
 from __future__ import annotations
 
