@@ -42,7 +42,7 @@ class PopularityPolicy(Policy):
 
     name = "pop"
 
-    def __init__(self, seed: int = 0):
+    def __init__(self):
         self.counts: np.ndarray | None = None
 
     def fit(self, train: TrainView) -> "PopularityPolicy":
