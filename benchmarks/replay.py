@@ -78,6 +78,22 @@ def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[di
     return rows, records, out
 
 
+def _llm_usage(policy, protocol: Protocol, trace_path: Path, users: int) -> dict:
+    """For LLM policies: parse-status rates and cost per user for the row, and the HTML trace report on disk."""
+    usage = dict(getattr(policy, "usage", None) or {})
+    if not usage:
+        return {}
+    from benchmarks.traces import write_trace_report
+
+    targets = dict(zip(protocol.test.users[:users].tolist(), protocol.test.targets[:users].tolist()))
+    write_trace_report(trace_path, f"{policy.name} on {protocol.dataset}", policy.traces, targets,
+                       protocol.item_text, usage)
+    answers = max(usage.get("answers", 0), 1)
+    return {"parse_failed_rate": usage.get("parse_failed", 0) / answers,
+            "parse_partial_rate": usage.get("parse_partial", 0) / answers,
+            "tokens_per_user": usage.get("tokens", 0) / users, "seconds_per_user": usage.get("seconds", 0) / users}
+
+
 def _run_one(spec: str, view: str, seed: int, protocol: Protocol, config: BenchConfig, out: Path) -> dict | None:
     policy = make_policy(spec, seed=seed, **config.policy_options)
     learns = getattr(policy, "learns", True)
@@ -91,7 +107,8 @@ def _run_one(spec: str, view: str, seed: int, protocol: Protocol, config: BenchC
     name = policy_name(policy, spec)
     if callable(getattr(policy, "save", None)):
         policy.save(out / "checkpoints" / f"{name}_{view}_seed{seed}.safetensors")
-    return {"policy": name, "view": view if learns else "-", "seed": seed, "spec": spec, "view_asked": view,
+    usage = _llm_usage(policy, protocol, out / "traces" / f"{name}_seed{seed}.html", len(result.ranks))
+    return {**usage, "policy": name, "view": view if learns else "-", "seed": seed, "spec": spec, "view_asked": view,
             "users": len(result.ranks),
             **result.metrics, "train_seconds": round(train_seconds, 3), "eval_seconds": round(result.seconds, 4),
             "lists_per_second": round(len(result.ranks) / max(result.seconds, 1e-9), 1),

@@ -73,9 +73,10 @@ def summary_table(frame: pd.DataFrame, dataset: str) -> str:
 
 
 def _lookup(table: dict, dataset: str, key: str, policy: str) -> float | None:
-    """NDCG@10 of `policy_view`, else of `policy` (rows such as Pop that the paper gives once)."""
+    """NDCG@10 of `policy_view`, else of `policy` (rows such as Pop that the paper gives once), else of the
+    policy's family (`starec-lik-noreflect` → `starec`)."""
     rows = table.get(dataset, {})
-    return (rows.get(key) or rows.get(policy) or (None, None))[1]
+    return (rows.get(key) or rows.get(policy) or rows.get(policy.split("-")[0]) or (None, None))[1]
 
 
 def _mean_std(values: pd.Series) -> str:

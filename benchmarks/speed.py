@@ -3,6 +3,8 @@
 `classical`: building the ML-1M protocol from raw files, training SASRec_full (total and time to its best
 validation epoch), and replay scoring throughput in candidate lists per second.
 `llm`: prefill and decode tokens/s, batched vs one-call-per-prompt generation of ranking prompts, peak RSS.
+`env`: replay user-steps/s (single and vector env), and simulate mode with the LLM user agents: the batched vector
+env against the same users stepped one by one, with tokens per user-step.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import resource
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +106,73 @@ def llm_speed(spec: str | None = None, threads: int = 2, prompts: int = 32, batc
     report["batched_speedup"] = batched["completion_tokens_per_second"] / one["completion_tokens_per_second"]
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
+
+
+def env_speed(spec: str | None = None, threads: int = 2, users: int = 16, rounds: int = 2,
+              replay_steps: int = 20000, dataset: str = "ml-1m") -> dict:
+    """Replay throughput (single and vector env), then simulate mode batched vs one by one (`users=0` skips it)."""
+    import gymnasium as gym
+
+    from starec_env.envs import ENV_DATASETS
+
+    env_id = f"starec_env:{next(k for k, v in ENV_DATASETS.items() if v == dataset)}"
+    protocol = build_protocol(dataset)
+    actions = np.random.default_rng(0).random((16, protocol.test.candidates.shape[1]))
+    report = {"dataset": dataset, "rounds": rounds, "threads": threads}
+    single = gym.make(env_id, protocol=protocol, rounds=rounds)
+    single.reset(seed=0)
+    started = time.perf_counter()
+    for step in range(replay_steps):
+        if single.step(actions[step % 16])[2]:
+            single.reset()
+    report["replay_user_steps_per_second"] = replay_steps / (time.perf_counter() - started)
+    vector = gym.make_vec(env_id, num_envs=16, protocol=protocol, rounds=rounds)
+    vector.reset(seed=0)
+    stepped, started = 0, time.perf_counter()
+    while stepped < replay_steps:
+        stepped += int(vector.step(actions)[4].get("_rank", np.zeros(1)).sum())  # restarting envs take no step
+    report["replay_vector16_user_steps_per_second"] = stepped / (time.perf_counter() - started)
+    if users:
+        report.update(_simulate_speed(env_id, protocol, spec, threads, users, rounds))
+    report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report
+
+
+def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, rounds: int) -> dict:
+    import gymnasium as gym
+
+    from agents.llm import load_llm
+    from agents.society import AgentConfig, Population
+
+    llm = load_llm(spec, threads=threads, batch_size=users)
+    config = AgentConfig()
+    actions = np.random.default_rng(0).random((users, protocol.test.candidates.shape[1]))
+    report = {"users": users, "model": llm.spec, "agent": asdict(config)}
+    batched = Population(protocol, llm, config)
+    vector = gym.make_vec(env_id, num_envs=users, mode="simulate", rounds=rounds, population=batched)
+    started = time.perf_counter()
+    vector.reset(seed=0)
+    for _ in range(rounds):
+        vector.step(actions)
+    report["simulate_batched"] = _simulated(batched, time.perf_counter() - started)
+    one_by_one = Population(protocol, llm, config)
+    started = time.perf_counter()
+    for i in range(users):
+        env = gym.make(env_id, mode="simulate", rounds=rounds, population=one_by_one)
+        env.reset(seed=i)
+        for _ in range(rounds):
+            env.step(actions[i])
+    report["simulate_one_by_one"] = _simulated(one_by_one, time.perf_counter() - started)
+    report["simulate_batched_speedup"] = (report["simulate_batched"]["user_steps_per_second"]
+                                          / report["simulate_one_by_one"]["user_steps_per_second"])
+    return report
+
+
+def _simulated(population, seconds: float) -> dict:
+    """Rates of a simulate run; its seconds include the first summaries written at reset."""
+    steps = population.counts["steps"]
+    return {"seconds": seconds, "user_steps": steps, "user_steps_per_second": steps / seconds,
+            "tokens_per_user_step": population.counts["tokens"] / max(steps, 1), **population.counts}
 
 
 def _timed(run) -> dict:

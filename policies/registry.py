@@ -13,6 +13,9 @@ BUILTIN = {
     "bpr": "policies.bpr:BPRPolicy",
     "gru4rec": "policies.gru4rec:GRU4RecPolicy",
     "sasrec": "policies.sasrec:SASRecPolicy",
+    "llmrank": "policies.llmrank:LLMRankPolicy",
+    "starec": "policies.starec:STARecPolicy",
+    "agentcf": "policies.agentcf:AgentCFPolicy",
 }
 
 
@@ -31,13 +34,25 @@ def policy_class(spec: str) -> type:
 def make_policy(spec: str, seed: int = 0, **options) -> Policy:
     """Instantiate a policy; `seed` and the options are passed when its constructor takes them."""
     cls = policy_class(spec)
-    parameters = inspect.signature(cls).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    kwargs = {k: v for k, v in {"seed": seed, **options}.items() if accepts_any or k in parameters}
+    accepted = _accepted_options(cls)
+    kwargs = {k: v for k, v in {"seed": seed, **options}.items() if accepted is None or k in accepted}
     policy = cls(**kwargs)
     if not callable(getattr(policy, "score", None)):
         raise TypeError(f"policy {spec!r} has no score(cases) method")
     return policy
+
+
+def _accepted_options(cls: type) -> set[str] | None:
+    """Constructor parameters, following `**options` up the class hierarchy; None if anything is accepted."""
+    names: set[str] = set()
+    for klass in cls.__mro__[:-1]:  # object's own __init__ takes nothing
+        if "__init__" not in klass.__dict__:
+            continue
+        parameters = inspect.signature(klass.__dict__["__init__"]).parameters.values()
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+    return None if names or cls.__init__ is not object.__init__ else names
 
 
 def policy_name(policy, spec: str) -> str:

@@ -308,6 +308,7 @@ class AtomicDataset:
     splits: dict[str, pd.DataFrame]  # train/valid/test: user_id, item_id_list (list of tokens), item_id
     candidates: dict[str, list[str]]  # user token → candidate item tokens (the `.random` file)
     descriptions: dict[str, str]  # item token → LLM-written description (the `.pretrained_item` file)
+    sources: dict[str, str] = field(default_factory=dict)  # file → SHA-256
 
 
 def load_atomic(path: str | os.PathLike | None = None) -> AtomicDataset:
@@ -328,7 +329,8 @@ def load_atomic(path: str | os.PathLike | None = None) -> AtomicDataset:
     if described:
         table = _read_atomic(Source(described[0]))
         descriptions = dict(zip(table["item_id"], table.iloc[:, 1]))
-    return AtomicDataset(name, items, splits, candidates, descriptions)
+    sources = {file.name: file_sha256(file) for file in sorted(folder.iterdir()) if file.is_file()}
+    return AtomicDataset(name, items, splits, candidates, descriptions, sources)
 
 
 def _atomic_default() -> Path:

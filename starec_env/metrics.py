@@ -36,6 +36,12 @@ def target_ranks(scores: np.ndarray, target_index: np.ndarray) -> np.ndarray:
     return 1 + (scores > target).sum(1) + ((scores == target) & before).sum(1)
 
 
+def target_rank(scores: np.ndarray, target_index: int) -> int:
+    """`target_ranks` for one already-checked score vector (the environments' per-step path)."""
+    target = scores[target_index]
+    return 1 + int((scores > target).sum()) + int((scores[:target_index] == target).sum())
+
+
 def ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
     """Per-case NDCG@k with one relevant item: 1/log2(rank+1) inside the top k, else 0."""
     ranks = np.asarray(ranks)

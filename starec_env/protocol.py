@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from starec_env.cache import cache_dir, config_key
-from starec_env.data import Dataset, checksums, find_files, parse_dataset
+from starec_env.data import AtomicDataset, Dataset, checksums, find_files, load_atomic, parse_dataset
+from starec_env.sources import DataError
 
 PROTOCOL_VERSION = 1  # bump when the construction changes, so cached protocols are rebuilt
 
@@ -47,10 +49,13 @@ DATASET_DEFAULTS: dict[str, ProtocolConfig] = {
     # Deviation from the paper: our CDs file is a sparse real subset in which the 10/10 filter leaves no user,
     # so users need >= 5 positives and items are kept from 1 positive.
     "amazon-cds": ProtocolConfig(min_user_interactions=5, min_item_interactions=1),
+    # AgentCF's own protocol on its 100-user CDs subset: fixed splits, 10 candidates (target + 9 from `.random`)
+    "agentcf-cds": ProtocolConfig(min_user_interactions=3, min_item_interactions=1, n_test_users=100, n_negatives=9),
 }
 DEVIATIONS = {
     "ml-1m": "",
     "amazon-cds": "users >= 5 positives, items >= 1 (paper: 10/10); the 10/10 filter leaves no user on this subset",
+    "agentcf-cds": "AgentCF's protocol, not STARec's: their splits and the first 9 items of their candidate lists",
 }
 
 
@@ -101,6 +106,14 @@ class TrainView:
     n_items: int
     valid: Cases
     items: pd.DataFrame  # the catalogue, for policies that read text
+    profiles: list[str] = field(default_factory=list)  # per protocol user id: demographics as text, or ""
+
+    @cached_property
+    def texts(self) -> list[str]:
+        return item_texts(self.items)
+
+    def item_text(self, item_id: int) -> str:
+        return self.texts[int(item_id)]
 
     @property
     def n_interactions(self) -> int:
@@ -136,11 +149,16 @@ class Protocol:
             users = self.test.users
         else:
             raise ValueError(f"unknown training view {view!r}; expected 'full' or 'sample'")
-        return TrainView(view, users, [self.sequences[u][:-2] for u in users], self.n_items, self.valid, self.items)
+        profiles = self.users["profile"].fillna("").astype(str).tolist() if "profile" in self.users else []
+        return TrainView(view, users, [self.sequences[u][:-2] for u in users], self.n_items, self.valid, self.items,
+                         profiles)
+
+    @cached_property
+    def texts(self) -> list[str]:
+        return item_texts(self.items)  # built once: environments name items on every step
 
     def item_text(self, item_id: int) -> str:
-        row = self.items.iloc[int(item_id)]
-        return f"{row.title} ({row.attributes})" if row.attributes else str(row.title)
+        return self.texts[int(item_id)]
 
     def record(self) -> dict:
         """What a result must carry to be reproducible: effective config, deviations, counts, data checksums."""
@@ -189,6 +207,12 @@ class Protocol:
                        valid=_cases_from_rows(self.sequences, rows["valid"], 2))
 
 
+def item_texts(items: pd.DataFrame) -> list[str]:
+    """How prompts and reports name each item: its title, with year and genres where the catalogue has them."""
+    return [f"{title} ({attributes})" if attributes else str(title)
+            for title, attributes in zip(items["title"], items["attributes"])]
+
+
 def _cases_from_rows(sequences, rows, offset) -> Cases:
     users = np.array([r[0] for r in rows], dtype=np.int64)
     return _make_cases(sequences, users, np.array([r[1] for r in rows], dtype=np.int64),
@@ -206,6 +230,8 @@ def build_protocol(dataset: str, config: ProtocolConfig | None = None, path: str
                    use_cache: bool = True) -> Protocol:
     """Build (or load from the user cache, keyed by data SHA-256s + config) the protocol for a dataset."""
     config = config or default_config(dataset)
+    if dataset == "agentcf-cds":
+        return protocol_from_atomic(load_atomic(path), config)
     files = find_files(dataset, path)
     sources = checksums(files)
     folder = cache_dir("protocol", f"{dataset}-{config_key(PROTOCOL_VERSION, asdict(config), sources)}")
@@ -250,6 +276,39 @@ def protocol_from_dataset(data: Dataset, config: ProtocolConfig) -> Protocol:
                       "items": len(np.unique(np.concatenate(train.sequences))), "interactions": train.n_interactions})
     stats.append({"stage": "test", "users": n_test, "items": len(item_ids), "interactions": n_test})
     return protocol
+
+
+def protocol_from_atomic(atomic: AtomicDataset, config: ProtocolConfig) -> Protocol:
+    """AgentCF's subset as a Protocol: each user's test history + target is the sequence; candidates come from
+    `.random` (the target plus its first `n_negatives` other items), target position shuffled with the seed."""
+    test = atomic.splits["test"]
+    tokens = sorted({t for row in test.itertuples() for t in (*row.item_id_list, row.item_id)}
+                    | {t for user in test.user_id for t in atomic.candidates.get(user, [])})
+    index = {token: i for i, token in enumerate(tokens)}
+    catalogue = atomic.items.set_index("item_id")
+    items = pd.DataFrame({"item_id": np.arange(len(tokens)), "raw_id": tokens,
+                          "title": [str(catalogue.title.get(t, f"CD {t}")) for t in tokens],
+                          "attributes": [str(catalogue.get("category", pd.Series()).get(t, "")) for t in tokens],
+                          "title_flag": ""})
+    users = pd.DataFrame({"user_id": np.arange(len(test)), "raw_id": test.user_id.to_numpy(), "profile": ""})
+    sequences = [np.array([index[t] for t in (*row.item_id_list, row.item_id)]) for row in test.itertuples()]
+    rng = np.random.default_rng(config.seed)
+    splits = []
+    for offset in (1, 2):
+        rows = []
+        for user, sequence in enumerate(sequences):
+            target = sequence[-offset]
+            others = [index[t] for t in atomic.candidates.get(users.raw_id[user], []) if index[t] != target]
+            if len(others) < config.n_negatives:
+                raise DataError(f"{atomic.name}.random: user {users.raw_id[user]} has {len(others)} candidates "
+                                f"besides the target; expected at least {config.n_negatives}")
+            row = np.append(others[: config.n_negatives], target)[rng.permutation(config.n_negatives + 1)]
+            rows.append((user, row, int(np.flatnonzero(row == target)[0])))
+        splits.append(_cases_from_rows(sequences, rows, offset))
+    stats = [{"stage": "agentcf", "users": len(users), "items": len(items),
+              "interactions": int(sum(len(s) for s in sequences))}]
+    return Protocol("agentcf-cds", config, items, users, sequences, splits[0], splits[1], stats,
+                    atomic.sources, [f"AgentCF subset {atomic.name}"])
 
 
 def k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:

@@ -8,9 +8,14 @@ from __future__ import annotations
 import numpy as np
 
 MISSING = 0  # the rank that stands for "the item is not in the ranking at all"
+RANK_EDGES = np.array([1, 2, 6, 11])  # rank < 1 | 1 | 2-5 | 6-10 | >= 11
+REWARDS = np.array([-1.0, 1.0, 0.5, 0.0, -0.5])
 
 
 def positional_reward(ranks) -> np.ndarray:
     """Vectorised reward of 1-based ranks; 0, negative or None ranks count as missing."""
-    ranks = np.asarray([MISSING if r is None else r for r in np.atleast_1d(ranks)], dtype=np.int64)
-    return np.select([ranks < 1, ranks == 1, ranks <= 5, ranks <= 10], [-1.0, 1.0, 0.5, 0.0], default=-0.5)
+    ranks = np.atleast_1d(ranks)
+    if ranks.dtype == object:
+        ranks = np.array([MISSING if r is None else r for r in ranks], dtype=np.int64)
+    return REWARDS[np.searchsorted(RANK_EDGES, ranks, side="right")]
+

@@ -40,3 +40,11 @@ def cds(data_dir):
     from starec_env.protocol import build_protocol
 
     return build_protocol("amazon-cds")
+
+
+@pytest.fixture(scope="session")
+def smollm(_isolated_cache):
+    """The real embedded SmolLM2-135M-Instruct, loaded once for every test that generates text."""
+    from agents.llm import load_llm
+
+    return load_llm(threads=2)

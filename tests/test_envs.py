@@ -51,3 +51,77 @@ def test_invalid_actions_are_clear_errors(env, action, message):
     env.reset(seed=0)
     with pytest.raises(ValueError, match=message):
         env.step(action)
+
+
+def test_extra_rounds_walk_training_interactions_before_the_fixed_cases(ml1m):
+    env = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, rounds=4)
+    observation, _ = env.reset(seed=1, options={"case": 2})
+    sequence = ml1m.sequences[ml1m.test.users[2]]
+    choices = []
+    for _ in range(4):
+        assert len(set(observation["candidates"].tolist()) & set(sequence.tolist())) == 1  # target + non-positives
+        observation, _, terminated, _, info = env.step(np.zeros(20))
+        choices.append(info["choice"])
+    assert terminated and choices == sequence[-4:].tolist()
+
+
+def test_replay_vector_env_equals_single_envs(ml1m):
+    vector = gym.make_vec("starec_env:STARec-ML1M-v0", num_envs=3, protocol=ml1m, rounds=2)
+    actions = np.random.default_rng(0).random((3, 20))
+    observations, _ = vector.reset(seed=11)
+    singles = [gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, rounds=2) for _ in range(3)]
+    for i, single in enumerate(singles):
+        assert np.array_equal(single.reset(seed=11 + i)[0]["candidates"], observations["candidates"][i])
+    for _ in range(2):
+        _, rewards, terminated, _, info = vector.step(actions)
+        expected = [single.step(actions[i]) for i, single in enumerate(singles)]
+        assert rewards.tolist() == [e[1] for e in expected] and info["rank"].tolist() == [e[4]["rank"] for e in expected]
+    assert terminated.all()
+    observations, rewards, terminated, _, _ = vector.step(actions)  # NEXT_STEP autoreset: a new episode, no reward
+    assert not terminated.any() and not rewards.any()
+
+
+SMALL_AGENT = {"summary_tokens": 16, "choice_tokens": 8, "reflection_tokens": 16}
+
+
+def test_simulate_mode_passes_check_env_and_runs_a_full_episode(ml1m, smollm):
+    env = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, mode="simulate", rounds=3, llm=smollm,
+                   agent=SMALL_AGENT)
+    check_env(env.unwrapped, skip_render_check=True)
+    observation, info = env.reset(seed=3)
+    summary = env.unwrapped.population.memories[info["user"]].summary
+    assert summary
+    for round_index in range(3):
+        observation, reward, terminated, _, step = env.step(np.arange(20.0))
+        assert step["round"] == round_index and step["choice_rank"] <= 5 and step["rationale"]
+        assert reward in (1.0, 0.5, -1.0) and step["tokens"] > 0 and step["memory"]["user"] == info["user"]
+        assert step["matched"] == (step["choice"] == step["memory"]["history"][-1])
+    assert terminated and len(step["memory"]["history"]) == len(ml1m.sequences[info["user"]])
+
+
+def test_simulate_vector_env_equals_single_envs(ml1m, smollm):
+    from agents.society import AgentConfig, Population
+
+    config = AgentConfig(**SMALL_AGENT)
+    vector = gym.make_vec("starec_env:STARec-ML1M-v0", num_envs=2, mode="simulate", rounds=2,
+                          population=Population(ml1m, smollm, config))
+    actions = np.random.default_rng(1).random((2, 20))
+    vector.reset(seed=20)
+    batched = [vector.step(actions)[4] for _ in range(2)]
+    population = Population(ml1m, smollm, config)
+    for i in range(2):
+        single = gym.make("starec_env:STARec-ML1M-v0", mode="simulate", rounds=2, population=population)
+        single.reset(seed=20 + i)
+        for info in batched:
+            step = single.step(actions[i])[4]
+            assert (step["choice"], step["rationale"]) == (info["choice"][i], info["rationale"][i])
+
+
+def test_observation_cases_let_any_policy_act(env, ml1m):
+    from starec_env.envs import observation_cases
+
+    pop = make_policy("pop").fit(ml1m.train("full"))
+    observation, _ = env.reset(seed=0, options={"case": 9})
+    cases = observation_cases(observation)
+    assert cases.histories[0].tolist() == ml1m.test.histories[9][-40:].tolist()
+    assert np.array_equal(pop.score(cases)[0], pop.counts[ml1m.test.candidates[9]])

@@ -16,11 +16,6 @@ CHATS = [[{"role": "user", "content": "Name one famous science fiction movie."}]
          [{"role": "user", "content": "Say hello in French."}]]
 
 
-@pytest.fixture(scope="module")
-def smollm():
-    return load_llm(threads=2)
-
-
 @pytest.fixture
 def serve():
     servers = []
@@ -120,3 +115,21 @@ def test_bad_specs_are_clear_errors(spec, message):
         pass
     with pytest.raises(LLMError, match=message):
         load_llm(spec)
+
+
+def test_prefill_is_continued_and_continuations_are_scored(smollm):
+    chat = [{"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "The capital of France is"}]
+    (completion,), = smollm.generate([chat], Sampling(max_tokens=6))
+    assert "Paris" in completion.text and not completion.text.startswith("The capital")
+    (scores,) = smollm.score_continuations([chat], [[" Paris.", " London.", " a small fish in the sea."]])
+    assert scores[0] > scores[1] > scores[2] and all(s < 0 for s in scores)
+
+
+def test_llamacpp_backend_generates_from_the_embedded_gguf(smollm):
+    pytest.importorskip("llama_cpp", reason="optional extra: pip install -e '.[llamacpp]'")
+    llm = load_llm("gguf:default", threads=2, logprobs=True)
+    results = llm.generate(CHATS, Sampling(max_tokens=12, logprobs=True))
+    for (completion,) in results:
+        assert completion.text and completion.prompt_tokens > 5 and 0 < completion.completion_tokens <= 12
+        assert len(completion.token_logprobs) == completion.completion_tokens

@@ -38,3 +38,8 @@ def test_scores_follow_the_order():
 def test_match_title_refuses_far_strings():
     assert match_title("Jurassic Park", TITLES) is None
     assert match_title("Matrix", TITLES) == 0
+
+
+def test_a_list_cut_off_by_the_length_limit_still_parses():
+    parsed = parse_ranking("<think>ok</think>\n[3, 1, 2,", ["a", "b", "c", "d"])
+    assert parsed.order == [2, 0, 1, 3] and parsed.status == "partial"

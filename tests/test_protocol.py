@@ -88,3 +88,19 @@ def test_history_matrix_is_right_aligned(ml1m):
     matrix = ml1m.test.history_matrix(50)
     first = ml1m.test.histories[0]
     assert (matrix[0, -len(first):] == first).all() and (matrix[0, :-len(first)] == -1).all()
+
+
+def test_agentcf_protocol_uses_their_splits_and_candidate_lists(data_dir):
+    from starec_env.data import load_atomic
+
+    protocol = build_protocol("agentcf-cds")
+    atomic = load_atomic()
+    assert (protocol.n_users, protocol.test.candidates.shape) == (100, (100, 10))
+    first = atomic.splits["test"].iloc[0]
+    raw = protocol.items["raw_id"].to_numpy()
+    assert raw[protocol.test.targets[0]] == first.item_id
+    assert list(raw[protocol.test.histories[0]]) == list(first.item_id_list)
+    negatives = set(raw[protocol.test.candidates[0]]) - {first.item_id}
+    assert negatives <= set(atomic.candidates[first.user_id][:10])
+    logged_valid = atomic.splits["valid"].set_index("user_id").item_id
+    assert raw[protocol.valid.targets[0]] == logged_valid[first.user_id]  # their validation item, one step earlier

@@ -1,1 +1,1 @@
-"""Teacher distillation, SFT anchoring and GRPO on simulated feedback rollouts."""
+"""Anchored reinforcement training: teacher distillation → SFT → GRPO on rollouts from the environment."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 Chat = list[dict[str, str]]  # [{"role": "system"|"user"|"assistant", "content": "..."}]
+# A chat that ends with an assistant message is a prefill: the model continues that message, and the completion
+# holds only the continuation (how agents pin an answer format on a small model).
 
 
 class LLMError(Exception):
@@ -29,6 +31,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
     seed: int | None = 0
     logprobs: bool = False
+    labels: int = 0  # > 0: only `[a,b,…]` with each label 1…labels once (hf: backend; see agents.llm.constraints)
 
 
 @dataclass
@@ -48,6 +51,10 @@ class LLM(ABC):
     @abstractmethod
     def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
         """For each chat, `sampling.n` completions."""
+
+    def score_continuations(self, chats: Sequence[Chat], options: Sequence[Sequence[str]]) -> list[list[float]]:
+        """Per chat, the mean token log-likelihood of each option as the assistant's next words (likelihood ranking)."""
+        raise LLMError(f"{type(self).__name__} cannot score continuations; use an hf: (transformers) model")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
@@ -77,6 +84,13 @@ def load_llm(spec: str | None = None, **options) -> LLM:
 
         return VLLMBackend(target, **options)
     raise LLMError(f"unknown LLM spec {spec!r}: expected hf:PATH_OR_ID, gguf:FILE, openai:URL#MODEL or vllm:MODEL")
+
+
+def refuse_labels(llm: LLM, sampling: Sampling) -> None:
+    """Backends without the label-list constraint say so instead of silently generating free text."""
+    if sampling.labels:
+        raise LLMError(f"{type(llm).__name__} has no label-constrained decoding; use an hf: model, or labels=0 "
+                       "and let agents.parsing read the free-text answer")
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

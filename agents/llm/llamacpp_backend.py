@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from agents.llm import LLM, Chat, Completion, LLMError, Sampling
+from agents.llm import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
 
 
 class LlamaCppLLM(LLM):
-    def __init__(self, path: str, n_ctx: int = 4096, threads: int | None = None):
+    def __init__(self, path: str, n_ctx: int = 4096, threads: int | None = None, logprobs: bool = False):
+        """`logprobs=True` keeps every position's logits (llama.cpp's `logits_all`), which per-token log-probs need."""
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -25,9 +26,14 @@ class LlamaCppLLM(LLM):
         if not os.path.isfile(path):
             raise LLMError(f"GGUF file not found: {path}")
         self.spec = f"gguf:{path}"
-        self.engine = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads or os.cpu_count(), verbose=False)
+        self.engine = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads or os.cpu_count(), logits_all=logprobs,
+                            verbose=False)
+        self.logprobs = logprobs
 
     def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        refuse_labels(self, sampling)
+        if sampling.logprobs and not self.logprobs:
+            raise LLMError("this gguf: model was loaded without log-probs; load_llm(spec, logprobs=True)")
         return [[self._one(chat, sampling, k) for k in range(sampling.n)] for chat in chats]
 
     def _one(self, chat: Chat, sampling: Sampling, k: int) -> Completion:

@@ -14,7 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from agents.llm import LLM, Chat, Completion, LLMError, Sampling
+from agents.llm import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
 
 RETRYABLE = {408, 429, 500, 502, 503, 504}
 
@@ -31,6 +31,7 @@ class OpenAILLM(LLM):
         self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
 
     def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        refuse_labels(self, sampling)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda chat: self._complete(chat, sampling), chats))
 
@@ -38,6 +39,8 @@ class OpenAILLM(LLM):
         body = {"model": self.model, "messages": chat, "max_tokens": sampling.max_tokens,
                 "temperature": sampling.temperature, "top_p": sampling.top_p, "n": sampling.n,
                 "seed": sampling.seed, "stop": list(sampling.stop) or None, "logprobs": sampling.logprobs}
+        if chat and chat[-1]["role"] == "assistant":  # a prefill: vLLM's and `starec serve`'s way to continue it
+            body.update(continue_final_message=True, add_generation_prompt=False)
         return self._parse(self._post(body))
 
     def _post(self, body: dict) -> dict:

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from agents.llm import LLM, Chat, Completion, LLMError, Sampling, truncate_at_stop
+from agents.llm.constraints import LabelListProcessor
 
 
 class TransformersLLM(LLM):
@@ -40,7 +41,9 @@ class TransformersLLM(LLM):
         self.eos_ids = set(eos if isinstance(eos, list) else [eos if eos is not None else self.tokenizer.eos_token_id])
 
     def render(self, chat: Chat) -> str:
-        """The chat as the model's own template writes it, ending where the assistant's turn begins."""
+        """The chat in the model's own template, ending where the assistant writes (or continues its prefill)."""
+        if chat and chat[-1]["role"] == "assistant":
+            return self.tokenizer.apply_chat_template(chat, tokenize=False, continue_final_message=True)
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
     def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
@@ -63,8 +66,13 @@ class TransformersLLM(LLM):
             top_p=sampling.top_p if sampling.temperature > 0 else None, pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self.eos_ids), return_dict_in_generate=True, output_scores=sampling.logprobs,
             stop_strings=list(sampling.stop) or None)
+        processors = None
+        if sampling.labels:
+            processors = [LabelListProcessor(self.tokenizer, sampling.labels, encoded["input_ids"].shape[1],
+                                             min(self.eos_ids))]
         with torch.inference_mode():
-            output = self.model.generate(**encoded, generation_config=config, tokenizer=self.tokenizer)
+            output = self.model.generate(**encoded, generation_config=config, tokenizer=self.tokenizer,
+                                         logits_processor=processors)
         new_tokens = output.sequences[:, encoded["input_ids"].shape[1]:].cpu()
         logprobs = None
         if sampling.logprobs:
@@ -83,3 +91,28 @@ class TransformersLLM(LLM):
         return Completion(text=text.strip(), prompt_tokens=prompt_tokens, completion_tokens=count,
                           finish_reason="stop" if end is not None or stopped else "length",
                           token_logprobs=None if logprobs is None else logprobs[:count])
+
+    def score_continuations(self, chats: Sequence[Chat], options: Sequence[Sequence[str]]) -> list[list[float]]:
+        """One forward pass over each prompt, then all of its options at once on the cached prefix."""
+        with torch.inference_mode():
+            return [self._score_options(self.render(chat), list(texts)) for chat, texts in zip(chats, options)]
+
+    def _score_options(self, prompt: str, texts: list[str]) -> list[float]:
+        prefix = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(self.device)
+        first = self.model(prefix, use_cache=True)
+        ids = [self.tokenizer(text, add_special_tokens=False).input_ids or [self.tokenizer.eos_token_id]
+               for text in texts]
+        width = max(map(len, ids))
+        tokens = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for row, option in enumerate(ids):
+            tokens[row, : len(option)], mask[row, : len(option)] = torch.tensor(option), 1
+        tokens, mask = tokens.to(self.device), mask.to(self.device)
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(len(ids))
+        attention = torch.cat([torch.ones((len(ids), prefix.shape[1]), dtype=torch.long, device=self.device), mask], 1)
+        logits = self.model(tokens, past_key_values=cache, attention_mask=attention).logits
+        # token t of an option is predicted by the prefix's last position (t = 0) or by option token t - 1
+        predicted = torch.cat([first.logits[:, -1:].expand(len(ids), 1, -1), logits[:, :-1]], 1).float()
+        logprobs = predicted.log_softmax(-1).gather(-1, tokens[..., None])[..., 0] * mask
+        return (logprobs.sum(1) / mask.sum(1)).tolist()

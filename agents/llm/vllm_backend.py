@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from agents.llm import LLM, Chat, Completion, LLMError, Sampling
+from agents.llm import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
 
 
 class VLLMBackend(LLM):
@@ -19,6 +19,7 @@ class VLLMBackend(LLM):
         self.engine = vllm.LLM(model=model, trust_remote_code=trust_remote_code, **engine_args)
 
     def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+        refuse_labels(self, sampling)
         params = self._vllm.SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None, seed=sampling.seed, logprobs=0 if sampling.logprobs else None)

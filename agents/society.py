@@ -1,0 +1,215 @@
+"""A population of simulated users sharing one batched LLM and a social graph.
+
+Every user agent runs the same cognition: fast thinking picks among recommendations, slow thinking writes and, after
+a wrong prediction, rewrites the preference summary. All agents of a step go to the LLM in one call, which is where
+simulation speed comes from. Users are linked in a `networkx` graph by co-interaction similarity (Jaccard over
+training items); with `neighbours > 0` an agent reads its nearest neighbours' latest choices and summary before
+choosing — a configurable collaborative influence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import networkx as nx
+import numpy as np
+
+from agents import fast, prompts, slow
+from agents.llm import LLM, load_llm
+from agents.memory import Memory, load_memories, save_memories
+from starec_env.protocol import Protocol
+
+REFLECT_WHEN = ("mismatch", "always", "never")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    choice: str = "likelihood"  # fast thinking: see agents.fast
+    reflect: str = "mismatch"  # slow thinking after a step: on a wrong prediction, always, or never
+    shown: int = 5  # the user sees the policy's top `shown` items…
+    shuffle_shown: bool = True  # …in random order, so a model's position bias cannot favour the policy's top pick
+    history_shown: int = 10  # recent items in every prompt
+    carry_memory: bool = False  # True: a user's summary carries over into their next episode (a learning society);
+    # False: every episode starts from the user's first summary, so the same seed gives the same episode
+    neighbours: int = 0  # social influence: how many graph neighbours the user reads (0 = none)
+    graph_degree: int = 10  # edges kept per user when the graph is built
+    choice_tokens: int = 24
+    summary_tokens: int = 48
+    reflection_tokens: int = 64
+
+    def __post_init__(self):
+        if self.choice not in fast.CHOICE_MODES:
+            raise ValueError(f"choice must be one of {fast.CHOICE_MODES}, got {self.choice!r}")
+        if self.reflect not in REFLECT_WHEN:
+            raise ValueError(f"reflect must be one of {REFLECT_WHEN}, got {self.reflect!r}")
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    """What an environment asks of a user: react to `shown` (in the policy's order) given the logged `target`."""
+
+    user: int
+    shown: Sequence[int]
+    target: int
+    seed: int  # for the display order of this step
+
+
+@dataclass
+class Feedback:
+    item: int  # the item the simulated user picked
+    rank: int  # its 1-based place in the policy's ranking
+    liked: bool
+    rationale: str
+    parsed: bool
+    matched: bool  # the pick equals the user's real (logged) next item
+    reflection: slow.Reflection | None
+    memory: dict = field(repr=False)  # the memory after the step
+    tokens: int = 0
+
+
+class Population:
+    def __init__(self, protocol: Protocol, llm: LLM | str | None = None, config: AgentConfig = AgentConfig()):
+        self.protocol, self.config = protocol, config
+        self.llm = llm if isinstance(llm, LLM) else load_llm(llm)
+        self.memories: dict[int, Memory] = {}
+        self.first_summaries: dict[str, str] = {}  # "user:history length" → the summary slow thinking first wrote
+        self.counts = {"steps": 0, "unparsed_choices": 0, "reflections": 0, "reflection_unstructured": 0,
+                       "reflection_failed": 0, "tokens": 0}
+        self._graph: nx.Graph | None = None
+
+    # ------------------------------------------------------------------------------------------------ memory
+    def start(self, users: Sequence[int], histories: Sequence[Sequence[int]]) -> list[Memory]:
+        """Place each user at the start of an episode; write the first summaries still missing in one call."""
+        keys = [f"{int(user)}:{len(history)}" for user, history in zip(users, histories)]
+        missing = {key: (int(user), history) for key, user, history in zip(keys, users, histories)
+                   if key not in self.first_summaries}
+        if missing:
+            chats = [prompts.summary_chat(self._titles(history[-self.config.history_shown:]), self._profile(user))
+                     for user, history in missing.values()]
+            self.first_summaries.update(zip(missing, slow.summarize(self.llm, chats, self.config.summary_tokens)))
+        memories = []
+        for key, user, history in zip(keys, users, histories):
+            carried = self.memories.get(int(user)) if self.config.carry_memory else None
+            memory = carried or Memory(int(user), self._profile(user), summary=self.first_summaries[key])
+            memory.history = [int(i) for i in history]
+            self.memories[int(user)] = memory
+            memories.append(memory)
+        return memories
+
+    def save(self, path: str | Path) -> Path:
+        return save_memories(self.memories.values(), path, dataset=self.protocol.dataset, config=asdict(self.config),
+                             first_summaries=self.first_summaries)
+
+    def load(self, path: str | Path) -> Population:
+        memories, metadata = load_memories(path)
+        if metadata.get("dataset") != self.protocol.dataset:
+            raise ValueError(f"{path}: memories of dataset {metadata.get('dataset')!r}, "
+                             f"but this population simulates {self.protocol.dataset!r}")
+        self.memories = {m.user: m for m in memories}
+        self.first_summaries = dict(metadata.get("first_summaries", {}))
+        return self
+
+    # ------------------------------------------------------------------------------------------------ one step
+    def respond(self, requests: Sequence[FeedbackRequest]) -> list[Feedback]:
+        """Fast thinking for every request in one call, then slow thinking for those that need it in another."""
+        memories = [self.memories[r.user] for r in requests]
+        orders = [self._display_order(r) for r in requests]
+        shown_titles = [self._titles([r.shown[i] for i in order]) for r, order in zip(requests, orders)]
+        chats = [prompts.choice_chat(self._titles(m.recent(self.config.history_shown)), titles, m.profile,
+                                     m.summary, self._neighbour_text(m.user))
+                 for m, titles in zip(memories, shown_titles)]
+        choices = fast.choose(self.llm, chats, shown_titles, self.config.choice, self.config.choice_tokens)
+        picked = [r.shown[order[c.position]] for r, order, c in zip(requests, orders, choices)]
+        reflections = self._reflect(requests, memories, picked, choices)
+        feedback = []
+        for request, memory, choice, item, reflection in zip(requests, memories, choices, picked, reflections):
+            memory.remember(request.target)  # the walk follows the user's real interactions
+            feedback.append(Feedback(item, list(request.shown).index(item) + 1, choice.liked, choice.rationale,
+                                     choice.parsed, item == request.target, reflection, memory.to_dict(),
+                                     choice.tokens + (reflection.tokens if reflection else 0)))
+        self._count(feedback)
+        return feedback
+
+    def _reflect(self, requests, memories, picked, choices) -> list[slow.Reflection | None]:
+        wanted = [self.config.reflect == "always" or (self.config.reflect == "mismatch" and item != r.target)
+                  for r, item in zip(requests, picked)]
+        todo = [i for i, want in enumerate(wanted) if want]
+        chats = [prompts.reflection_chat(
+            memories[i].summary, self._titles(memories[i].recent(self.config.history_shown)),
+            self.protocol.item_text(requests[i].target),
+            f"chose {self.protocol.item_text(picked[i])} ({'liked' if choices[i].liked else 'disliked'}), "
+            f"{choices[i].rationale}",
+            f"chose {self.protocol.item_text(requests[i].target)}", memories[i].profile) for i in todo]
+        results: list[slow.Reflection | None] = [None] * len(requests)
+        targets = [self.protocol.item_text(requests[i].target) for i in todo]
+        for i, reflection in zip(todo, slow.reflect(self.llm, chats, [memories[i].summary for i in todo], targets,
+                                                    self.config.reflection_tokens) if todo else []):
+            memory = memories[i]
+            memory.reflections.append({"step": len(memory.history), "target": int(requests[i].target),
+                                       "predicted": int(picked[i]), "before": memory.summary,
+                                       "reflection": reflection.reflection, "after": reflection.summary,
+                                       "status": reflection.status})
+            memory.summary = reflection.summary
+            results[i] = reflection
+        return results
+
+    def _count(self, feedback: list[Feedback]) -> None:
+        self.counts["steps"] += len(feedback)
+        self.counts["unparsed_choices"] += sum(not f.parsed for f in feedback)
+        self.counts["tokens"] += sum(f.tokens for f in feedback)
+        for f in feedback:
+            if f.reflection:
+                self.counts["reflections"] += 1
+                if f.reflection.status != "ok":
+                    self.counts[f"reflection_{f.reflection.status}"] += 1
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _display_order(self, request: FeedbackRequest) -> list[int]:
+        count = min(self.config.shown, len(request.shown))
+        order = list(range(count))
+        if self.config.shuffle_shown:
+            np.random.default_rng(request.seed).shuffle(order)
+        return order
+
+    def _titles(self, items: Sequence[int]) -> list[str]:
+        return [self.protocol.item_text(i) for i in items]
+
+    def _profile(self, user: int) -> str:
+        profiles = self.protocol.users.get("profile")
+        return "" if profiles is None else str(profiles.iloc[int(user)] or "")
+
+    @property
+    def graph(self) -> nx.Graph:
+        """Users linked to their `graph_degree` most similar users (Jaccard over training items), built once."""
+        if self._graph is None:
+            self._graph = similarity_graph(self.protocol, self.config.graph_degree)
+        return self._graph
+
+    def _neighbour_text(self, user: int) -> str:
+        if not self.config.neighbours:
+            return ""
+        ranked = sorted(self.graph[user].items(), key=lambda edge: -edge[1]["weight"])[: self.config.neighbours]
+        known = [self.memories[n] for n, _ in ranked if n in self.memories and self.memories[n].history]
+        text = "; ".join(self.protocol.item_text(m.history[-1]) for m in known)
+        return f"{text}. One of them: {known[0].summary}" if known and known[0].summary else text
+
+
+def similarity_graph(protocol: Protocol, degree: int = 10) -> nx.Graph:
+    """Co-interaction graph over all users from training items only (held-out items never leak into it)."""
+    train = protocol.train("full")
+    matrix = np.zeros((len(train.users), protocol.n_items), dtype=np.float32)
+    for row, sequence in enumerate(train.sequences):
+        matrix[row, sequence] = 1.0
+    overlap = matrix @ matrix.T
+    sizes = matrix.sum(1)
+    jaccard = overlap / np.maximum(sizes[:, None] + sizes[None, :] - overlap, 1.0)
+    np.fill_diagonal(jaccard, 0.0)
+    graph = nx.Graph()
+    graph.add_nodes_from(int(u) for u in train.users)
+    for row, user in enumerate(train.users):
+        for other in np.argsort(-jaccard[row])[:degree]:
+            if jaccard[row, other] > 0:
+                graph.add_edge(int(user), int(train.users[other]), weight=float(jaccard[row, other]))
+    return graph

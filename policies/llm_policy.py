@@ -1,0 +1,64 @@
+"""What every LLM policy shares: one LLM from a spec, batched scoring with a progress bar, usage and traces.
+
+`usage` counts answers by parse status ("ok", "partial", "failed"), tokens and seconds, so the benchmark can report
+parse-failure rates and cost per user; `traces` keeps, per user, what the model saw and said, for the HTML report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from agents.llm import LLM, load_llm
+from policies.base import Policy
+from starec_env.protocol import Cases, TrainView
+
+
+class LLMPolicy(Policy):
+    learns = False  # zero-shot by default: the benchmark evaluates it once, not per training view
+
+    def __init__(self, model: str | LLM | None = None, seed: int = 0, batch_users: int = 16, history_length: int = 20,
+                 progress: bool = True):
+        self.llm = model if isinstance(model, LLM) else load_llm(model)
+        self.seed, self.batch_users, self.history_length, self.progress = seed, batch_users, history_length, progress
+        self.usage: Counter = Counter()
+        self.traces: list[dict] = []
+        self.train: TrainView | None = None
+
+    def fit(self, train: TrainView) -> LLMPolicy:
+        self.train = train  # the catalogue text and user profiles the prompts are written from
+        return self
+
+    def score(self, cases: Cases) -> np.ndarray:
+        if self.train is None:
+            raise RuntimeError(f"{type(self).__name__}.score called before fit (it needs the catalogue text)")
+        started = time.perf_counter()
+        blocks = [self.score_batch(cases.subset(slice(start, start + self.batch_users)))
+                  for start in tqdm(range(0, len(cases), self.batch_users), desc=self.name, unit="batch",
+                                    disable=not self.progress)]
+        self.usage["users"] += len(cases)
+        self.usage["seconds"] += time.perf_counter() - started
+        return np.concatenate(blocks)
+
+    def score_batch(self, cases: Cases) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def titles(self, items) -> list[str]:
+        return [self.train.item_text(i) for i in items]
+
+    def profile(self, user: int) -> str:
+        return self.train.profiles[int(user)] if self.train.profiles else ""
+
+    def count(self, status: str, tokens: int) -> None:
+        self.usage["answers"] += 1
+        self.usage[f"parse_{status}"] += 1
+        self.usage["tokens"] += tokens
+
+    def trace(self, user: int, candidates, scores, **details) -> None:
+        order = np.lexsort((np.arange(len(scores)), -np.asarray(scores)))
+        self.traces.append({"user": int(user), "profile": self.profile(user),
+                            "ranking": [int(candidates[i]) for i in order], **details})

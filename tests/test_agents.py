@@ -1,0 +1,114 @@
+"""The cognitive user agent: fast choice, slow reflection, memories, and the population graph."""
+
+import json
+
+import networkx as nx
+import pytest
+
+from agents.fast import choose, parse_choice
+from agents.llm import LLM, Completion
+from agents.memory import Memory, load_memories, save_memories
+from agents.slow import MAX_SUMMARY_CHARS, read_reflection
+from agents.society import AgentConfig, FeedbackRequest, Population, similarity_graph
+
+TITLES = ["Toy Story (1995; Animation)", "Heat (1995; Action, Crime)", "Casino (1995; Drama)"]
+
+
+class ScriptedLLM(LLM):
+    """Answers every chat with a fixed text and records the chats (for tests of the code around the LLM)."""
+
+    spec = "scripted"
+
+    def __init__(self, text):
+        self.text, self.chats = text, []
+
+    def generate(self, chats, sampling=None):
+        self.chats.extend(chats)
+        return [[Completion(self.text, 10, 3, "stop")] for _ in chats]
+
+
+@pytest.mark.parametrize("text, position", [
+    ("[2] like - I enjoy crime films", 1), ("3] dislike - too long", 2), ("Casino, because it is long", 2),
+    ("[9] like", None), ("no idea", None), ("", None)])
+def test_parse_choice(text, position):
+    assert parse_choice(text, TITLES)[0] == position
+
+
+def test_unparsed_generated_choice_falls_back_and_is_counted():
+    chat = [{"role": "user", "content": "pick"}]
+    (choice,) = choose(ScriptedLLM("I would rather read a book"), [chat], [TITLES], mode="generate")
+    assert (choice.position, choice.parsed) == (0, False)
+    (choice,) = choose(ScriptedLLM("2] dislike - not my genre"), [chat], [TITLES], mode="generate")
+    assert (choice.position, choice.parsed, choice.liked) == (1, True, False)
+
+
+@pytest.mark.parametrize("text, status", [
+    ("it is tense. Updated preferences: Likes crime thrillers.", "ok"),
+    ("it is a tense crime film. They like heists.", "unstructured"), ("  ", "failed")])
+def test_read_reflection(text, status):
+    reflection = read_reflection(text, "Likes comedies. Dislikes horror.", "the user chose Heat because")
+    assert reflection.status == status
+    assert reflection.summary == {"ok": "Likes crime thrillers.",
+                                  "unstructured": "Likes comedies. Recently the user chose Heat because it is a "
+                                                  "tense crime film.",
+                                  "failed": "Likes comedies. Dislikes horror."}[status]
+    assert len(read_reflection("word " * 500, "", "").summary) <= MAX_SUMMARY_CHARS + 1
+
+
+def test_memories_round_trip_and_reject_other_files(tmp_path):
+    memories = [Memory(3, "female; 25-34", [1, 2], "Likes drama.", [{"before": "", "after": "Likes drama."}])]
+    path = save_memories(memories, tmp_path / "m.json", dataset="ml-1m")
+    loaded, metadata = load_memories(path)
+    assert loaded == memories and metadata == {"dataset": "ml-1m"}
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json: not a memory file .*line 1"):
+        load_memories(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text(json.dumps({"format": 99}))
+    with pytest.raises(ValueError, match="expected a STARec memory file"):
+        load_memories(tmp_path / "other.json")
+
+
+def test_similarity_graph_links_similar_users_only_through_training_items(ml1m):
+    graph = similarity_graph(ml1m, degree=5)
+    assert graph.number_of_nodes() == ml1m.n_users and nx.number_of_selfloops(graph) == 0
+    user = int(ml1m.test.users[0])
+    neighbour, edge = max(graph[user].items(), key=lambda e: e[1]["weight"])
+    shared = set(ml1m.sequences[user][:-2]) & set(ml1m.sequences[neighbour][:-2])
+    assert 0 < edge["weight"] <= 1 and shared
+
+
+def test_neighbours_reach_the_prompt(ml1m):
+    llm = ScriptedLLM("[1] like - fine")
+    population = Population(ml1m, llm, AgentConfig(choice="generate", neighbours=3, reflect="never"))
+    users = [int(u) for u in ml1m.test.users[:40]]
+    population.start(users, [ml1m.sequences[u][:-1] for u in users])
+    user = users[0]
+    request = FeedbackRequest(user, [int(i) for i in ml1m.test.candidates[0]], int(ml1m.test.targets[0]), seed=0)
+    population.respond([request])
+    prompt = llm.chats[-1][1]["content"]
+    linked = [n for n in population.graph[user] if n in population.memories]
+    assert ("Similar users recently chose" in prompt) == bool(linked)
+
+
+@pytest.fixture(scope="module")
+def population(ml1m, smollm):
+    return Population(ml1m, smollm, AgentConfig(summary_tokens=24, choice_tokens=12, reflection_tokens=24))
+
+
+def test_reflection_after_a_mismatch_rewrites_the_summary(population, ml1m, cds, tmp_path):
+    user, target = int(ml1m.test.users[2]), int(ml1m.test.targets[2])
+    (memory,) = population.start([user], [ml1m.test.histories[2]])
+    before = memory.summary
+    assert before.startswith("This user") and len(before) > 20
+    shown = [int(i) for i in ml1m.test.candidates[2] if i != target]  # the real choice is not on offer: a mismatch
+    (feedback,) = population.respond([FeedbackRequest(user, shown, target, seed=0)])
+    assert not feedback.matched and feedback.item in shown and feedback.reflection is not None
+    after = population.memories[user]
+    assert after.summary != before and after.reflections[-1]["before"] == before
+    assert after.history[-1] == target and feedback.memory["summary"] == after.summary
+    assert population.counts["reflections"] == 1 and population.counts["tokens"] > 0
+
+    reloaded = Population(ml1m, population.llm, population.config).load(population.save(tmp_path / "pop.json"))
+    assert reloaded.memories[user] == after and reloaded.first_summaries == population.first_summaries
+    with pytest.raises(ValueError, match="memories of dataset 'ml-1m'"):
+        Population(cds, population.llm).load(tmp_path / "pop.json")

@@ -1,0 +1,30 @@
+"""Training curves from a Hugging Face trainer's log history: one CSV and one PNG per stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def write_curves(log_history: list[dict], out: Path, name: str, keys: tuple[str, ...]) -> pd.DataFrame:
+    """`keys` present in the log (e.g. loss, reward, kl) against the step; returns the frame written to CSV."""
+    frame = pd.DataFrame([row for row in log_history if "step" in row])
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / f"{name}.csv", index=False)
+    present = [key for key in keys if key in frame and frame[key].notna().any()]
+    if present:
+        figure, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3), squeeze=False)
+        for axis, key in zip(axes[0], present):
+            rows = frame[frame[key].notna()]
+            axis.plot(rows["step"], rows[key], marker=".")
+            axis.set_title(f"{name}: {key}")
+            axis.set_xlabel("optimizer step")
+        figure.tight_layout()
+        figure.savefig(out / f"{name}.png", dpi=120)
+        plt.close(figure)
+    return frame

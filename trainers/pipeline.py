@@ -1,0 +1,91 @@
+"""`starec train`: distill → SFT → GRPO in one command, resumable, with validation NDCG@10 after every stage.
+
+Each stage writes into its own folder under `out` and is skipped when its result is already there; inside a stage
+TRL resumes from the last checkpoint, and distillation appends to its JSONL — so killing the process and running
+the same command again loses at most the batch or the steps since the last checkpoint. The validation table ranks
+the protocol's validation cases (never the test ones) with the STARec policy in generative mode, loading each
+stage's checkpoint: base model, SFT, SFT+GRPO and, with `ablations`, GRPO without SFT.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from benchmarks.replay import evaluate
+from policies.starec import STARecPolicy
+from starec_env.protocol import build_protocol, default_config
+from trainers.curves import write_curves
+from trainers.distill import DistillConfig, distill
+from trainers.grpo import GRPORunConfig, grpo
+from trainers.sft import SFTRunConfig, model_path, sft
+
+
+@dataclass
+class PipelineConfig:
+    dataset: str = "ml-1m"
+    out: str = "runs/train-ml-1m"
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    sft: SFTRunConfig = field(default_factory=SFTRunConfig)
+    grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
+    eval_users: int = 50  # validation users scored after each stage
+    ablations: bool = False  # also GRPO straight from the base model (the paper's "w/o SFT")
+
+
+def run_pipeline(config: PipelineConfig) -> list[dict]:
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.distill.seed))
+    timings = _load(out / "timings.json")
+    stages = {"base": model_path(config.sft.model)}
+
+    traces = out / "distill" / "traces.jsonl"
+    if "distill" not in timings:
+        traces.parent.mkdir(exist_ok=True)
+        timings["distill"] = _timed(lambda: distill(protocol, config.distill, traces))
+        _save(out / "timings.json", timings)
+    stages["sft"] = _stage(out / "sft", timings, lambda: sft(traces, out / "sft", config.sft))
+    stages["sft+grpo"] = _stage(out / "grpo", timings, lambda: grpo(stages["sft"], protocol, out / "grpo", config.grpo))
+    if config.ablations:
+        stages["grpo w/o sft"] = _stage(out / "grpo-no-sft", timings,
+                                        lambda: grpo(stages["base"], protocol, out / "grpo-no-sft", config.grpo))
+    _save(out / "timings.json", timings)
+
+    rows = _load(out / "validation.json").get("rows", [])
+    seen = {row["stage"] for row in rows}
+    for stage, model in stages.items():
+        if stage in seen:
+            continue
+        policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=0, progress=False)
+        result = evaluate(policy.fit(protocol.train("full")), protocol, split="valid", n_users=config.eval_users)
+        rows.append({"stage": stage, "model": str(model), "users": config.eval_users, **result.metrics,
+                     "seconds": result.seconds, **{f"usage_{k}": v for k, v in policy.usage.items()}})
+        _save(out / "validation.json", {"rows": rows})
+    write_curves([{"step": i, "ndcg@10": row["ndcg@10"]} for i, row in enumerate(rows)], out, "validation",
+                 ("ndcg@10",))
+    return rows
+
+
+def _stage(folder: Path, timings: dict, train) -> str:
+    """Run a training stage unless its final model exists; returns that model's folder."""
+    final = folder / "final"
+    if not (final / "config.json").is_file():
+        timings[folder.name] = _timed(train)
+    return str(final)
+
+
+def _timed(work) -> dict:
+    started = time.perf_counter()
+    result = work()
+    return {"seconds": time.perf_counter() - started, **(result if isinstance(result, dict) else {})}
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=1, default=str))

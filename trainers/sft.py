@@ -1,0 +1,85 @@
+"""SFT anchoring: fine-tune the student on screened teacher traces, loss on the completion only (TRL SFTTrainer).
+
+The traces' prompts are the STARec policy's own fast-thinking prompts, so the result plugs straight into
+`starec bench --policies starec --option model=hf:OUT/final --option fast=generate`. Checkpoints are written every
+`save_every` steps; a rerun resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainers.curves import write_curves
+
+
+@dataclass(frozen=True)
+class SFTRunConfig:
+    model: str | None = None  # HF id or folder; None → the embedded SmolLM2
+    steps: int = 40
+    batch_size: int = 4
+    learning_rate: float = 5e-5
+    lora: bool = False  # train LoRA adapters (peft) instead of all weights
+    save_every: int = 20
+    max_length: int = 1024
+    seed: int = 0
+
+
+def model_path(model: str | None) -> str:
+    if model is None:
+        from agents.llm.embedded import default_model_dir
+
+        return str(default_model_dir())
+    return model.removeprefix("hf:")
+
+
+def sft(traces: Path, out: Path, config: SFTRunConfig = SFTRunConfig()) -> Path:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    rows = [json.loads(line) for line in traces.open()]
+    kept = [{"prompt": row["prompt"], "completion": [{"role": "assistant", "content": row["completion"]}]}
+            for row in rows if row["accepted"]]
+    if not kept:
+        raise ValueError(f"{traces}: no accepted trace to train on ({len(rows)} rejected by screening)")
+    args = SFTConfig(output_dir=str(out / "checkpoints"), max_steps=config.steps,
+                     per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
+                     logging_steps=1, save_steps=config.save_every, save_total_limit=2, report_to="none",
+                     **hardware(), seed=config.seed, max_length=config.max_length, completion_only_loss=True,
+                     disable_tqdm=False)
+    trainer = SFTTrainer(model=model_path(config.model), args=args, train_dataset=Dataset.from_list(kept),
+                         peft_config=_lora() if config.lora else None)
+    trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
+    final = out / "final"
+    save_merged(trainer, final)
+    write_curves(trainer.state.log_history, out, "sft", ("loss", "mean_token_accuracy"))
+    return final
+
+
+def hardware() -> dict:
+    """Trainer settings for the machine: on a CPU, float32 without gradient checkpointing (bf16 autocast and
+    recomputation make a 135M model's CPU steps many times slower); on a GPU, bf16 where supported."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"use_cpu": True, "bf16": False, "gradient_checkpointing": False}
+    return {"bf16": torch.cuda.is_bf16_supported()}
+
+
+def save_merged(trainer, folder: Path) -> None:
+    """A plain HF folder any backend loads (`hf:FOLDER`): LoRA adapters are merged into the weights first."""
+    model = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
+    model.save_pretrained(str(folder))
+    trainer.processing_class.save_pretrained(str(folder))
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def _lora():
+    from peft import LoraConfig
+
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
