@@ -86,13 +86,13 @@ class Population:
         missing = {key: (int(user), history) for key, user, history in zip(keys, users, histories)
                    if key not in self.first_summaries}
         if missing:
-            chats = [prompts.summary_chat(self._titles(history[-self.config.history_shown:]), self._profile(user))
+            chats = [prompts.summary_chat(self._titles(history[-self.config.history_shown:]), self.protocol.profiles[int(user)])
                      for user, history in missing.values()]
             self.first_summaries.update(zip(missing, slow.summarize(self.llm, chats, self.config.summary_tokens)))
         memories = []
         for key, user, history in zip(keys, users, histories):
             carried = self.memories.get(int(user)) if self.config.carry_memory else None
-            memory = carried or Memory(int(user), self._profile(user), summary=self.first_summaries[key])
+            memory = carried or Memory(int(user), self.protocol.profiles[int(user)], summary=self.first_summaries[key])
             memory.history = [int(i) for i in history]
             self.memories[int(user)] = memory
             memories.append(memory)
@@ -175,10 +175,6 @@ class Population:
 
     def _titles(self, items: Sequence[int]) -> list[str]:
         return [self.protocol.item_text(i) for i in items]
-
-    def _profile(self, user: int) -> str:
-        profiles = self.protocol.users.get("profile")
-        return "" if profiles is None else str(profiles.iloc[int(user)] or "")
 
     @property
     def graph(self) -> nx.Graph:

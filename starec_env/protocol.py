@@ -149,9 +149,8 @@ class Protocol:
             users = self.test.users
         else:
             raise ValueError(f"unknown training view {view!r}; expected 'full' or 'sample'")
-        profiles = self.users["profile"].fillna("").astype(str).tolist() if "profile" in self.users else []
         return TrainView(view, users, [self.sequences[u][:-2] for u in users], self.n_items, self.valid, self.items,
-                         profiles)
+                         self.profiles)
 
     @cached_property
     def texts(self) -> list[str]:
@@ -159,6 +158,13 @@ class Protocol:
 
     def item_text(self, item_id: int) -> str:
         return self.texts[int(item_id)]
+
+    @cached_property
+    def profiles(self) -> list[str]:
+        """Per protocol user id: demographics as text (ML-1M), or "" where the data has none."""
+        if "profile" not in self.users:
+            return [""] * self.n_users
+        return self.users["profile"].fillna("").astype(str).tolist()
 
     def record(self) -> dict:
         """What a result must carry to be reproducible: effective config, deviations, counts, data checksums."""

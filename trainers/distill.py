@@ -71,7 +71,7 @@ def training_cases(protocol: Protocol, config: DistillConfig) -> list[TrainingCa
 def _case(protocol, user, history, candidates, target_index, length) -> TrainingCase:
     titles = [protocol.item_text(i) for i in candidates]
     chat = ranking_chat([protocol.item_text(i) for i in history[-length:]], titles,
-                        protocol.users["profile"].iloc[user] if "profile" in protocol.users else "", think=True)
+                        protocol.profiles[user], think=True)
     return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat)
 
 
