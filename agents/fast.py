@@ -77,22 +77,20 @@ def rank_by_likelihood(llm: LLM, chats: Sequence[Chat], candidates: Sequence[Seq
 
 
 def rank_by_generation(llm: LLM, chats: Sequence[Chat], candidates: Sequence[Sequence[str]], constrained: bool = True,
-                       max_tokens: int = 96, think: bool = False) -> list[tuple[ParsedRanking, str, int]]:
+                       max_tokens: int = 96, think: bool = False) -> list[tuple[ParsedRanking, str]]:
     """Fast thinking as text: an optional `<think>` rationale, then the ranked list, parsed by the shared parser.
 
     `constrained` decodes the list under `agents.llm.constraints` (every answer a full ranking); the rationale, when
     asked for, is generated freely first and stopped at `</think>`.
     """
     rationales = [""] * len(chats)
-    tokens = [0] * len(chats)
     if think:
         opened = [[*chat, {"role": "assistant", "content": "<think>"}] for chat in chats]
         for b, (completion,) in enumerate(llm.generate(opened, Sampling(max_tokens=max_tokens, stop=("</think>",)))):
-            rationales[b], tokens[b] = completion.text, completion.prompt_tokens + completion.completion_tokens
+            rationales[b] = completion.text
     prefix = [f"<think>{r}</think>\n" if think else "" for r in rationales]
     answering = [[*chat, {"role": "assistant", "content": p}] if p else chat for chat, p in zip(chats, prefix)]
     labels = len(candidates[0]) if constrained else 0
     answers = llm.generate(answering, Sampling(max_tokens=4 * len(candidates[0]) + 8, labels=labels))
-    return [(parse_ranking(completion.text, titles), f"{p}{completion.text}".strip(),
-             tokens[b] + completion.prompt_tokens + completion.completion_tokens)
-            for b, ((completion,), titles, p) in enumerate(zip(answers, candidates, prefix))]
+    return [(parse_ranking(completion.text, titles), f"{p}{completion.text}".strip())
+            for (completion,), titles, p in zip(answers, candidates, prefix)]

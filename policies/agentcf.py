@@ -56,7 +56,7 @@ class AgentCFPolicy(LLMPolicy):
                               self._context(m, t)) for m, h, t in zip(memories, cases.histories, titles)]
         scores = fast.rank_by_likelihood(self.llm, chats, [self.titles(row) for row in cases.candidates])
         for memory, row, score in zip(memories, cases.candidates, scores):
-            self.count("ok", 0)
+            self.count("ok")
             self.trace(memory.user, row, score, summary=memory.summary, reflections=memory.reflections)
         return np.asarray(scores)
 

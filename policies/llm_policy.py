@@ -1,6 +1,7 @@
 """What every LLM policy shares: one LLM from a spec, batched scoring with a progress bar, usage and traces.
 
-`usage` counts answers by parse status ("ok", "partial", "failed"), tokens and seconds, so the benchmark can report
+`usage` counts answers by parse status ("ok", "partial", "failed"), the LLM's tokens (read, written and scored,
+including slow thinking) and seconds, so the benchmark can report
 parse-failure rates and cost per user; `traces` keeps, per user, what the model saw and said, for the HTML report.
 """
 
@@ -35,12 +36,13 @@ class LLMPolicy(Policy):
     def score(self, cases: Cases) -> np.ndarray:
         if self.train is None:
             raise RuntimeError(f"{type(self).__name__}.score called before fit (it needs the catalogue text)")
-        started = time.perf_counter()
+        started, before = time.perf_counter(), sum(self.llm.tokens.values())
         blocks = [self.score_batch(cases.subset(slice(start, start + self.batch_users)))
                   for start in tqdm(range(0, len(cases), self.batch_users), desc=self.name, unit="batch",
                                     disable=not self.progress)]
         self.usage["users"] += len(cases)
         self.usage["seconds"] += time.perf_counter() - started
+        self.usage["tokens"] += sum(self.llm.tokens.values()) - before
         return np.concatenate(blocks)
 
     def score_batch(self, cases: Cases) -> np.ndarray:
@@ -53,10 +55,9 @@ class LLMPolicy(Policy):
     def profile(self, user: int) -> str:
         return self.train.profiles[int(user)] if self.train.profiles else ""
 
-    def count(self, status: str, tokens: int) -> None:
+    def count(self, status: str) -> None:
         self.usage["answers"] += 1
         self.usage[f"parse_{status}"] += 1
-        self.usage["tokens"] += tokens
 
     def trace(self, user: int, candidates, scores, **details) -> None:
         order = np.lexsort((np.arange(len(scores)), -np.asarray(scores)))

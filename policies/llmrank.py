@@ -38,9 +38,9 @@ class LLMRankPolicy(LLMPolicy):
         for b, row_orders in enumerate(orders):
             texts = []
             for order in row_orders:
-                parsed, text, tokens = next(answers)
+                parsed, text = next(answers)
                 scores[b, order] += parsed.scores()
-                self.count(parsed.status, tokens)
+                self.count(parsed.status)
                 texts.append(f"[{parsed.status}] {text}")
             self.trace(cases.users[b], cases.candidates[b], scores[b], answer="\n".join(texts))
         return scores

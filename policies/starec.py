@@ -4,11 +4,12 @@ Slow thinking first: the agent writes a preference summary from the user's histo
 `reflect_steps` known interactions as ranking rounds — rank 20 candidates (the real next item + 19 sampled
 negatives) → compare its top pick with the real choice → on a miss, reflect and rewrite the summary — the simulated
 feedback loop. Fast thinking then ranks the test case from profile + summary + recent history, either by the
-likelihood of each candidate over one cached prompt (`fast="likelihood"`) or by writing a ranked list, optionally
+likelihood of each candidate over one cached prompt that does not list them (`fast="likelihood"`, see
+`prompts.next_item_chat`) or by writing a ranked list of the listed candidates, optionally
 after a `<think>` rationale (`fast="generate"`). The memory and both modes are `agents/`'s, shared with the
 simulated users. `reflect_steps=0` is the paper's "w/o self-reflection" ablation (history only, no summary).
-`evidence=True` adds, per candidate, how often it co-occurs with the user's recent items in training sequences —
-structured evidence a small model can use; off by default, report both.
+`evidence=True` adds how often candidates co-occur with the user's recent items in training sequences (per listed
+candidate; in likelihood mode the five most co-liked) — structured evidence a small model can use; off by default.
 """
 
 from __future__ import annotations
@@ -93,31 +94,38 @@ class STARecPolicy(LLMPolicy):
                                        "reflection": result.reflection, "after": result.summary,
                                        "status": result.status})
             memory.summary = result.summary
-            self.usage["tokens"] += result.tokens
             self.usage[f"reflection_{result.status}"] += 1
 
     # ------------------------------------------------------------------------------------------- fast thinking
     def _rank(self, memories: list[Memory], candidates: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
         titles = [self.titles(row) for row in candidates]
-        chats = [prompts.ranking_chat(self.titles(m.history[-self.history_length:]), t, m.profile, m.summary,
-                                      think=self.think, evidence=self._evidence(m.history, row))
-                 for m, t, row in zip(memories, titles, candidates)]
+        histories = [self.titles(m.history[-self.history_length:]) for m in memories]
         if self.fast == "likelihood":
+            chats = [prompts.next_item_chat(h, m.profile, m.summary, self._evidence(m.history, row, top=5))
+                     for m, h, row in zip(memories, histories, candidates)]
             scores = fast.rank_by_likelihood(self.llm, chats, titles)
             for _ in chats:
-                self.count("ok", 0)
+                self.count("ok")
             return [np.asarray(s) for s in scores], ["(likelihood of each candidate)"] * len(chats)
+        chats = [prompts.ranking_chat(h, t, m.profile, m.summary, think=self.think,
+                                      evidence=self._evidence(m.history, row))
+                 for m, h, t, row in zip(memories, histories, titles, candidates)]
         answers = fast.rank_by_generation(self.llm, chats, titles, self.constrained, think=self.think)
-        for parsed, _, tokens in answers:
-            self.count(parsed.status, tokens)
-        return [parsed.scores() for parsed, _, _ in answers], [f"[{p.status}] {text}" for p, text, _ in answers]
+        for parsed, _ in answers:
+            self.count(parsed.status)
+        return [parsed.scores() for parsed, _ in answers], [f"[{p.status}] {text}" for p, text in answers]
 
-    def _evidence(self, history: list[int], candidates: np.ndarray) -> list[str]:
+    def _evidence(self, history: list[int], candidates: np.ndarray, top: int = 0) -> list[str]:
+        """Per candidate, its co-occurrence count with the recent history; `top` > 0: only the `top` most co-liked
+        candidates (count > 0), as "title (n times)" lines for the prompt that does not list candidates."""
         if self._cooccurrence is None:
             return []
         recent = history[-10:]
-        return [f"co-liked with your recent items {sum(self._cooccurrence.get(i, {}).get(int(c), 0) for i in recent)}"
-                " times" for c in candidates]
+        counts = [sum(self._cooccurrence.get(i, {}).get(int(c), 0) for i in recent) for c in candidates]
+        if top:
+            best = sorted((i for i in range(len(counts)) if counts[i]), key=lambda i: -counts[i])[:top]
+            return [f"{self.train.item_text(candidates[i])} ({counts[i]} times)" for i in best]
+        return [f"co-liked with your recent items {n} times" for n in counts]
 
 
 def cooccurrence(sequences) -> dict[int, dict[int, int]]:

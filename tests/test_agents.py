@@ -22,7 +22,7 @@ class ScriptedLLM(LLM):
     def __init__(self, text):
         self.text, self.chats = text, []
 
-    def generate(self, chats, sampling=None):
+    def _generate(self, chats, sampling=None):
         self.chats.extend(chats)
         return [[Completion(self.text, 10, 3, "stop")] for _ in chats]
 

@@ -32,7 +32,7 @@ def test_constrained_generation_always_writes_a_full_ranking(smollm):
 class Unhelpful(LLM):
     spec = "unhelpful"
 
-    def generate(self, chats, sampling=Sampling()):
+    def _generate(self, chats, sampling=Sampling()):
         return [[Completion("I cannot help with that.", 50, 7, "stop")] for _ in chats]
 
 
@@ -41,6 +41,33 @@ def test_unparseable_answers_are_counted_and_still_give_valid_scores(ml1m):
     scores = policy.fit(ml1m.train("full")).score(ml1m.test.subset(slice(0, 3)))
     assert scores.shape == (3, 20) and np.isfinite(scores).all()
     assert policy.usage["parse_failed"] == 3 and policy.usage["answers"] == 3
+
+
+class Reader(LLM):
+    """Scores every option 0 and keeps the prompts it was shown."""
+    spec = "reader"
+
+    def __init__(self):
+        self.prompts = []
+
+    def _generate(self, chats, sampling=Sampling()):
+        raise AssertionError("likelihood ranking without reflection generates nothing")
+
+    def score_continuations(self, chats, options):
+        self.prompts += [chat[-2]["content"] for chat in chats]
+        return [[0.0] * len(row) for row in options]
+
+
+def test_likelihood_prompt_names_no_candidates_but_the_evidence(ml1m):
+    llm = Reader()
+    cases = ml1m.test.subset(slice(0, 4))
+    STARecPolicy(llm, reflect_steps=0, evidence=True, progress=False).fit(ml1m.train("full")).score(cases)
+    train = ml1m.train("full")
+    for prompt, row in zip(llm.prompts, cases.candidates):
+        listed = [train.item_text(item) for item in row if train.item_text(item) in prompt]
+        evidence = prompt.split("Often liked next to this user's recent items:")[-1]
+        assert len(listed) <= 5 and all(title in evidence for title in listed)
+    assert any("Often liked next to" in prompt for prompt in llm.prompts)
 
 
 def test_llmrank_ranks_real_cases(ml1m, smollm):
@@ -73,7 +100,7 @@ def test_benchmark_writes_the_trace_report(ml1m, smollm, tmp_path):
     config = BenchConfig(dataset="ml-1m", policies=("starec",), views=("full",), n_users=2,
                          policy_options={"model": smollm, "reflect_steps": 0, "progress": False})
     rows, _, out = run_benchmark(config, tmp_path / "run")
-    assert rows[0]["parse_failed_rate"] == 0 and rows[0]["tokens_per_user"] >= 0
+    assert rows[0]["parse_failed_rate"] == 0 and rows[0]["tokens_per_user"] > 100  # prompt read + candidates scored
     page = (out / "traces" / "starec-lik-noreflect_seed0.html").read_text()
     parser = Collector()
     parser.feed(page)

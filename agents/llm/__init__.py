@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -44,13 +45,32 @@ class Completion:
 
 
 class LLM(ABC):
-    """Many chats in, `n` completions per chat out; backends batch however suits them."""
+    """Many chats in, `n` completions per chat out; backends batch however suits them.
+
+    `tokens` counts every token the model read or wrote ("prompt", "completion", "scored"), whoever asked, so a
+    policy's cost is the difference of two readings — nothing has to thread counts through its call chain.
+    """
 
     spec: str = ""
 
-    @abstractmethod
+    @property
+    def tokens(self) -> Counter:
+        if "_tokens" not in self.__dict__:
+            self._tokens = Counter()
+        return self._tokens
+
     def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
         """For each chat, `sampling.n` completions."""
+        results = self._generate(chats, sampling)
+        for completions in results:
+            for completion in completions:
+                self.tokens["prompt"] += completion.prompt_tokens
+                self.tokens["completion"] += completion.completion_tokens
+        return results
+
+    @abstractmethod
+    def _generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[list[Completion]]:
+        """The backend's batched generation."""
 
     def score_continuations(self, chats: Sequence[Chat], options: Sequence[Sequence[str]]) -> list[list[float]]:
         """Per chat, the mean token log-likelihood of each option as the assistant's next words (likelihood ranking)."""

@@ -30,7 +30,7 @@ class LlamaCppLLM(LLM):
                             verbose=False)
         self.logprobs = logprobs
 
-    def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+    def _generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[list[Completion]]:
         refuse_labels(self, sampling)
         if sampling.logprobs and not self.logprobs:
             raise LLMError("this gguf: model was loaded without log-probs; load_llm(spec, logprobs=True)")

@@ -30,7 +30,7 @@ class OpenAILLM(LLM):
         self._api_key = os.environ.get(api_key_env)
         self.concurrency, self.timeout, self.retries, self.backoff = concurrency, timeout, retries, backoff
 
-    def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+    def _generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[list[Completion]]:
         refuse_labels(self, sampling)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda chat: self._complete(chat, sampling), chats))

