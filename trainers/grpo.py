@@ -26,6 +26,7 @@ class GRPORunConfig:
     steps: int = 20
     generations: int = 8  # completions per prompt (the group)
     prompts_per_step: int = 2
+    micro_batch: int = 4  # completions per forward/backward: activations of 16 × ~800 tokens OOM-killed a 24 GB box
     beta: float = 1e-3  # KL to the reference (SFT) model
     learning_rate: float = 2e-6
     temperature: float = 1.0
@@ -53,8 +54,12 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
     cases = training_cases(protocol, replace(DistillConfig(), users=config.users, seed=config.seed))
     dataset = Dataset.from_list([{"prompt": case.chat, "target_index": case.target_index,
                                   "n_candidates": len(case.candidates)} for case in cases])
+    group_batch = config.generations * config.prompts_per_step
+    if group_batch % config.micro_batch:
+        raise ValueError(f"micro_batch {config.micro_batch} must divide generations × prompts_per_step = {group_batch}")
     args = GRPOConfig(output_dir=str(out / "checkpoints"), max_steps=config.steps,
-                      per_device_train_batch_size=config.generations * config.prompts_per_step,
+                      per_device_train_batch_size=config.micro_batch,
+                      gradient_accumulation_steps=group_batch // config.micro_batch,
                       num_generations=config.generations, beta=config.beta, learning_rate=config.learning_rate,
                       temperature=config.temperature, max_completion_length=config.max_completion_length,
                       logging_steps=1, save_steps=config.save_every, save_total_limit=2, report_to="none",

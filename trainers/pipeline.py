@@ -52,7 +52,6 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     if config.ablations:
         stages["grpo w/o sft"] = _stage(out / "grpo-no-sft", timings,
                                         lambda: grpo(stages["base"], protocol, out / "grpo-no-sft", config.grpo))
-    _save(out / "timings.json", timings)
 
     rows = _load(out / "validation.json").get("rows", [])
     seen = {row["stage"] for row in rows}
@@ -71,10 +70,12 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 
 
 def _stage(folder: Path, timings: dict, train) -> str:
-    """Run a training stage unless its final model exists; returns that model's folder."""
+    """Run a training stage unless its final model exists; returns that model's folder. Timings are saved as each
+    stage ends, so an interrupted run keeps those of the stages it finished."""
     final = folder / "final"
     if not (final / "config.json").is_file():
         timings[folder.name] = _timed(train)
+        _save(folder.parent / "timings.json", timings)
     return str(final)
 
 
