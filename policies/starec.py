@@ -100,32 +100,29 @@ class STARecPolicy(LLMPolicy):
     def _rank(self, memories: list[Memory], candidates: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
         titles = [self.titles(row) for row in candidates]
         histories = [self.titles(m.history[-self.history_length:]) for m in memories]
-        if self.fast == "likelihood":
-            chats = [prompts.next_item_chat(h, m.profile, m.summary, self._evidence(m.history, row, top=5))
-                     for m, h, row in zip(memories, histories, candidates)]
+        counts = [self._co_liked(m.history, row) for m, row in zip(memories, candidates)]
+        if self.fast == "likelihood":  # the prompt lists no candidates: name the five most co-liked, by title
+            evidence = [[f"{t[i]} ({n[i]} times)" for i in sorted((i for i in range(len(n)) if n[i]),
+                                                                 key=lambda i: -n[i])[:5]] for t, n in zip(titles, counts)]
+            chats = [prompts.next_item_chat(h, m.profile, m.summary, e)
+                     for m, h, e in zip(memories, histories, evidence)]
             scores = fast.rank_by_likelihood(self.llm, chats, titles)
             for _ in chats:
                 self.count("ok")
             return [np.asarray(s) for s in scores], ["(likelihood of each candidate)"] * len(chats)
         chats = [prompts.ranking_chat(h, t, m.profile, m.summary, think=self.think,
-                                      evidence=self._evidence(m.history, row))
-                 for m, h, t, row in zip(memories, histories, titles, candidates)]
+                                      evidence=[f"co-liked with your recent items {c} times" for c in n])
+                 for m, h, t, n in zip(memories, histories, titles, counts)]
         answers = fast.rank_by_generation(self.llm, chats, titles, self.constrained, think=self.think)
         for parsed, _ in answers:
             self.count(parsed.status)
         return [parsed.scores() for parsed, _ in answers], [f"[{p.status}] {text}" for p, text in answers]
 
-    def _evidence(self, history: list[int], candidates: np.ndarray, top: int = 0) -> list[str]:
-        """Per candidate, its co-occurrence count with the recent history; `top` > 0: only the `top` most co-liked
-        candidates (count > 0), as "title (n times)" lines for the prompt that does not list candidates."""
+    def _co_liked(self, history: list[int], candidates: np.ndarray) -> list[int]:
+        """Per candidate, how often it co-occurs with the last 10 history items; empty when evidence is off."""
         if self._cooccurrence is None:
             return []
-        recent = history[-10:]
-        counts = [sum(self._cooccurrence.get(i, {}).get(int(c), 0) for i in recent) for c in candidates]
-        if top:
-            best = sorted((i for i in range(len(counts)) if counts[i]), key=lambda i: -counts[i])[:top]
-            return [f"{self.train.item_text(candidates[i])} ({counts[i]} times)" for i in best]
-        return [f"co-liked with your recent items {n} times" for n in counts]
+        return [sum(self._cooccurrence.get(i, {}).get(int(c), 0) for i in history[-10:]) for c in candidates]
 
 
 def cooccurrence(sequences) -> dict[int, dict[int, int]]:
