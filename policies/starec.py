@@ -102,8 +102,7 @@ class STARecPolicy(LLMPolicy):
         histories = [self.titles(m.history[-self.history_length:]) for m in memories]
         counts = [self._co_liked(m.history, row) for m, row in zip(memories, candidates)]
         if self.fast == "likelihood":  # the prompt lists no candidates: name the five most co-liked, by title
-            evidence = [[f"{t[i]} ({n[i]} times)" for i in sorted((i for i in range(len(n)) if n[i]),
-                                                                 key=lambda i: -n[i])[:5]] for t, n in zip(titles, counts)]
+            evidence = [[f"{t[i]} ({n[i]} times)" for i in most_co_liked(n)] for t, n in zip(titles, counts)]
             chats = [prompts.next_item_chat(h, m.profile, m.summary, e)
                      for m, h, e in zip(memories, histories, evidence)]
             scores = fast.rank_by_likelihood(self.llm, chats, titles)
@@ -123,6 +122,11 @@ class STARecPolicy(LLMPolicy):
         if self._cooccurrence is None:
             return []
         return [sum(self._cooccurrence.get(i, {}).get(int(c), 0) for i in history[-10:]) for c in candidates]
+
+
+def most_co_liked(counts: list[int], top: int = 5) -> list[int]:
+    """Positions of the `top` candidates with the highest non-zero co-occurrence counts, highest first."""
+    return sorted((i for i, n in enumerate(counts) if n), key=lambda i: -counts[i])[:top]
 
 
 def cooccurrence(sequences) -> dict[int, dict[int, int]]:
