@@ -94,7 +94,7 @@ def llmrank_chat(history: Sequence[str], candidates: Sequence[str], style: str =
         raise ValueError(f"unknown LLMRank prompt {style!r}; expected one of {LLMRANK_STYLES}")
     listed = "\n".join(f"{i + 1}. {title}" for i, title in enumerate(history))
     if style == "icl" and len(history) > 1:
-        opening = (f"If I've liked the following items in the past in order:\n"
+        opening = ("If I've liked the following items in the past in order:\n"
                    + "\n".join(f"{i + 1}. {t}" for i, t in enumerate(history[:-1]))
                    + f"\nthen you should recommend {history[-1]} to me, and now that I've liked {history[-1]}, ")
     else:

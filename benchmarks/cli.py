@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--model", help="student: HF id or folder (default: the embedded SmolLM2)")
     train.add_argument("--teacher", default="sasrec", help="'sasrec' (answer-conditioned, offline) or an LLM spec")
     train.add_argument("--users", type=int, default=200, help="training users for teacher traces")
+    train.add_argument("--reflection-users", type=int, default=100,
+                       help="training users whose feedback loop is replayed for reflection traces (0: none)")
     train.add_argument("--sft-steps", type=int, default=40)
     train.add_argument("--grpo-steps", type=int, default=20)
     train.add_argument("--lora", action="store_true", help="train LoRA adapters (merged on save)")
@@ -167,11 +169,12 @@ def _train(args) -> int:
 
     config = PipelineConfig(dataset=args.dataset, out=args.out or f"runs/train-{args.dataset}",
                             eval_users=args.eval_users, ablations=args.ablations)
-    config.distill = replace(config.distill, users=args.users, teacher=args.teacher)
+    config.distill = replace(config.distill, users=args.users, reflection_users=args.reflection_users,
+                             teacher=args.teacher)
     config.sft = replace(config.sft, model=args.model, steps=args.sft_steps, lora=args.lora)
     config.grpo = replace(config.grpo, steps=args.grpo_steps)
     for row in run_pipeline(config):
-        print(f"{row['stage']:>14}: validation NDCG@10 {100 * row['ndcg@10']:.2f} ({row['users']} users)")
+        print(f"{row['stage']:>28}: validation NDCG@10 {100 * row['ndcg@10']:.2f} ({row['users']} users)")
     return 0
 
 

@@ -58,7 +58,7 @@ class UserEnv(gym.Env):
             dataset, default_config(dataset, seed=protocol_seed))
         shortest = min(len(s) for s in self.protocol.sequences)
         if split not in ("test", "train"):
-            raise ValueError(f"split must be 'test' (ends at the test item) or 'train' (ends before validation)")
+            raise ValueError("split must be 'test' (ends at the test item) or 'train' (ends before validation)")
         held_out = 2 if split == "train" else 0
         if not 1 <= rounds < shortest - held_out:
             raise ValueError(f"rounds must be in [1, {shortest - held_out - 1}] so every user keeps a history; "

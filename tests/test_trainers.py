@@ -8,8 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from trainers.distill import DistillConfig, _screened, distill, screen, training_cases
-from trainers.grpo import GRPORunConfig, grpo, ranking_reward
+from agents.prompts import SUMMARY_HEAD
+from trainers.cases import reflection_cases, training_cases
+from trainers.distill import (DistillConfig, _screened, distill, ranking_check, reflection_check, screen,
+                              screen_reflection)
+from trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
 from trainers.sft import SFTRunConfig, sft
 
 GOOD = "<think>They like dramas.</think>\n[" + ", ".join(str(i) for i in range(1, 21)) + "]"
@@ -33,17 +36,57 @@ class ScriptedTeacher:
 
     name, revises_ranking = "scripted", True
 
-    def __init__(self, *attempts):
-        self.attempts, self.calls = list(attempts), []
+    def __init__(self, *attempts, llm=None, reflection=""):
+        self.attempts, self.calls, self.llm, self.reflection = list(attempts), [], llm, reflection
 
     def write(self, cases, errors, previous):
         self.calls.append(list(errors))
         return [self.attempts[min(len(self.calls), len(self.attempts)) - 1] for _ in cases]
 
+    def reflect(self, cases, errors, previous):
+        return [self.reflection.format(target=case.target) for case in cases]
+
+
+REFLECTION = "Reflection: the user chose {target} because it is a classic.\n" + SUMMARY_HEAD + " Likes classics."
+
 
 @pytest.fixture(scope="module")
 def cases(ml1m):
-    return training_cases(ml1m, DistillConfig(users=4, seed=3))
+    return training_cases(ml1m, users=4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def reflections(ml1m, smollm):
+    return reflection_cases(ml1m, smollm, users=4, seed=3)
+
+
+def test_reflection_cases_are_misses_followed_by_the_next_training_round(ml1m, reflections):
+    assert reflections, "SmolLM2's top pick should miss at least one of four users"
+    for case in reflections:
+        sequence = [int(i) for i in ml1m.sequences[case.user]]
+        follow_up = case.follow_up
+        assert follow_up.candidates[follow_up.target_index] == sequence[-3]  # t+1 is the last training item
+        assert follow_up.history[-1] == sequence[-4]  # … and round t's real choice is now in the history
+        assert ml1m.item_text(sequence[-4]) == case.target and case.target in case.chat[-1]["content"]
+        assert case.summary and case.summary in case.chat[-1]["content"]
+
+
+@pytest.mark.parametrize("text, error", [
+    (REFLECTION, None), ("Reflection: because.", SUMMARY_HEAD), ("It is a classic.\n" + SUMMARY_HEAD + " x", "Start"),
+    ("Reflection: why.\n" + SUMMARY_HEAD + " {old}", "repeats the old summary")])
+def test_screen_reflection_checks_format_and_change(reflections, text, error):
+    case = reflections[0]
+    found = screen_reflection(text.format(target=case.target, old=case.summary), case)
+    assert (found is None) if error is None else (error in found)
+
+
+def test_memory_reward_ranks_the_next_round_with_the_new_summary(ml1m, smollm, reflections):
+    reward = MemoryReward(smollm, ml1m, reflections)
+    completions = [[{"content": REFLECTION.format(target=reflections[0].target)}], [{"content": ""}],
+                   [{"content": GOOD}]]
+    rewards = reward(completions, reflection=[0, 0, -1])
+    assert rewards[0] in {1.0, 0.5, 0.0, -0.5} and rewards[1] == -1.0 and rewards[2] is None
+    assert ranking_reward(completions, [-1, -1, 0], [0, 0, 20]) == [None, None, 1.0]
 
 
 def test_training_cases_never_show_held_out_items(ml1m, cases):
@@ -55,21 +98,30 @@ def test_training_cases_never_show_held_out_items(ml1m, cases):
 
 def test_rejected_traces_go_back_with_their_error(cases):
     teacher = ScriptedTeacher("no idea", GOOD.replace("[1, 2", "[2, 1"))
-    results = _screened(teacher, cases[:2], DistillConfig(ndcg_threshold=0.0))
+    results = _screened(teacher.write, ranking_check(0.0, True), cases[:2], max_attempts=3)
     assert [r[3] for r in results] == [2, 2] and all(r[1] is None for r in results)
     assert teacher.calls[0] == [None, None] and "rationale" in teacher.calls[1][0]
-    stubborn = _screened(ScriptedTeacher("still no idea"), cases[:1], DistillConfig(max_attempts=3))
+    stubborn = _screened(ScriptedTeacher("still no idea").write, ranking_check(0.3, True), cases[:1], max_attempts=3)
     assert stubborn[0][1] is not None and stubborn[0][3] == 3
 
 
 def test_distill_appends_and_resumes(ml1m, tmp_path):
-    out = tmp_path / "traces.jsonl"
-    config = DistillConfig(users=3, ndcg_threshold=0.0)
-    distill(ml1m, config, out, teacher=ScriptedTeacher(GOOD), batch=2)
-    lines = [json.loads(line) for line in out.open()]
+    config = DistillConfig(users=3, reflection_users=0, ndcg_threshold=0.0)
+    distill(ml1m, config, tmp_path, teacher=ScriptedTeacher(GOOD), batch=2)
+    lines = [json.loads(line) for line in (tmp_path / "traces.jsonl").open()]
     assert len(lines) == 3 and all(line["accepted"] and line["teacher"] == "scripted" for line in lines)
-    counts = distill(ml1m, config, out, teacher=ScriptedTeacher(GOOD), batch=2)
-    assert counts["resumed_from"] == 3 and len(out.read_text().splitlines()) == 3
+    counts = distill(ml1m, config, tmp_path, teacher=ScriptedTeacher(GOOD), batch=2)
+    assert counts["traces"]["resumed_from"] == 3 and len((tmp_path / "traces.jsonl").read_text().splitlines()) == 3
+
+
+def test_distill_writes_screened_reflection_traces(ml1m, smollm, reflections, tmp_path):
+    config = DistillConfig(users=1, reflection_users=4, seed=3, ndcg_threshold=0.0, max_attempts=2)
+    counts = distill(ml1m, config, tmp_path, teacher=ScriptedTeacher(GOOD, llm=smollm, reflection=REFLECTION))
+    lines = [json.loads(line) for line in (tmp_path / "reflections.jsonl").open()]
+    assert counts["reflections"]["kept"] == len(lines) == len(reflections)
+    assert all(line["accepted"] and line["prompt"][-1]["content"] for line in lines)
+    refused = _screened(ScriptedTeacher(reflection="I do not know.").reflect, reflection_check, reflections[:1], 2)
+    assert refused[0][1] is not None and refused[0][3] == 2
 
 
 def test_rewards_come_from_the_env_reward_module():
@@ -115,9 +167,10 @@ def test_sft_steps_change_weights_and_resume(traces, tmp_path, smollm, monkeypat
 def test_grpo_steps_with_env_rewards_change_weights(ml1m, traces, tmp_path):
     start = sft(traces, tmp_path / "sft", SFTRunConfig(steps=3, batch_size=2, learning_rate=5e-4))  # learns the format
     config = GRPORunConfig(steps=1, generations=8, prompts_per_step=1, max_completion_length=64, users=4,
-                           learning_rate=1e-4, temperature=1.0)
+                           reflection_users=2, learning_rate=1e-4, temperature=1.0)
     final = grpo(str(start), ml1m, tmp_path / "grpo", config)
     before, after = _weights(start), _weights(final)
     assert any(not torch.equal(before[k], after[k]) for k in after)
     log = pd.read_csv(tmp_path / "grpo" / "grpo.csv")
     assert {"reward", "reward_std", "kl"} <= set(log.columns) and log["reward_std"].iloc[0] > 0
+    assert {"rewards/ranking_reward/mean", "rewards/memory_reward/mean"} <= set(log.columns)

@@ -1,16 +1,19 @@
-"""Teacher distillation: fast-thinking traces (`<think>` rationale + ranked list) for cases built from training data.
+"""Teacher distillation: fast-thinking traces (`<think>` rationale + ranked list) and slow-thinking traces (reflection +
+rewritten preference summary) for cases built from training data.
 
-Cases come from the env's `train` split (the user's last training interactions, 19 sampled negatives), so no
-validation or test target is ever shown. A teacher writes each trace; screening (paper §4.2) checks the format and
-an NDCG@10 threshold on the teacher's ranking, and a rejected trace goes back to the teacher with the specific error,
-up to `max_attempts` times. Two teachers:
+Fast cases come from the env's `train` split (the user's last training interactions, 19 sampled negatives), so no
+validation or test target is ever shown; slow cases are the misses of the same feedback loop (`trainers.reflection`).
+A teacher writes each trace; screening (paper §4.2) checks the format (and, for rankings, an NDCG@10 threshold on the
+teacher's ranking), and a rejected trace goes back to the teacher with the specific error, up to `max_attempts` times.
+Two teachers:
 
-- `LLMTeacher` — any backend spec (e.g. a DeepSeek-R1 endpoint via `openai:`), asked to think and rank.
+- `LLMTeacher` — any backend spec (e.g. a DeepSeek-R1 endpoint via `openai:`), asked to think and rank, or reflect.
 - `AnswerConditionedTeacher` — the honest offline default: a strong classical ranking (SASRec trained on the `_full`
-  view) supplies the list, and the local LLM writes the rationale *given* the real next item (rationale generation
-  conditioned on the answer). Its traces say so in their provenance.
+  view) supplies the list, and the local LLM writes the rationale and the reflection *given* the real next item
+  (rationale generation conditioned on the answer). Its traces say so in their provenance.
 
-Traces are JSONL, one per line: prompt (chat), completion, case ids, teacher, attempts, NDCG@10 and provenance.
+Traces are JSONL, one per line: prompt (chat), completion, case ids, teacher, attempts, quality and provenance —
+`traces.jsonl` (fast) and `reflections.jsonl` (slow) in the output folder.
 """
 
 from __future__ import annotations
@@ -19,60 +22,30 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from agents import slow
 from agents.llm import LLM, Chat, Sampling, load_llm
 from agents.parsing import parse_ranking
-from agents.prompts import ranking_chat
-from starec_env.envs import UserEnv
+from agents.prompts import SUMMARY_HEAD
 from starec_env.metrics import ndcg, target_rank
-from starec_env.protocol import Protocol
+from starec_env.protocol import Cases, Protocol
+from trainers.cases import ReflectionCase, TrainingCase, reflection_cases, training_cases
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    users: int = 200  # training users sampled for traces
+    users: int = 200  # training users sampled for fast-thinking traces
     rounds: int = 1  # training interactions per user (the last ones)
+    reflection_users: int = 100  # users whose feedback loop is replayed for slow-thinking traces (misses only)
     teacher: str = "sasrec"  # "sasrec" (answer-conditioned, offline) or an LLM spec for LLMTeacher
     ndcg_threshold: float = 0.3  # NDCG@10 the teacher's ranking must reach (0.3 ≈ target in the top 5)
     max_attempts: int = 3
     history: int = 20
     seed: int = 0
-
-
-@dataclass
-class TrainingCase:
-    user: int
-    history: list[int]
-    candidates: list[int]
-    target_index: int
-    chat: Chat  # the fast-thinking prompt the student will see (the STARec policy's own format)
-
-
-def training_cases(protocol: Protocol, config: DistillConfig) -> list[TrainingCase]:
-    """Prompts from the Gymnasium env's `train` split: one case per (user, round), targets from training data only."""
-    env = UserEnv(protocol=protocol, rounds=config.rounds, split="train")
-    rng = np.random.default_rng(config.seed)
-    chosen = rng.choice(len(protocol.test), size=min(config.users, len(protocol.test)), replace=False)
-    cases = []
-    for index in chosen:
-        observation, _ = env.reset(seed=int(config.seed + index), options={"case": int(index)})
-        for _ in range(config.rounds):
-            candidates, history = observation["candidates"], observation["history"]
-            observation, _, _, _, info = env.step(np.zeros(len(candidates)))  # replay: the choice is the logged item
-            cases.append(_case(protocol, int(observation["user"]), history[history >= 0], candidates,
-                               int(np.flatnonzero(candidates == info["choice"])[0]), config.history))
-    return cases
-
-
-def _case(protocol, user, history, candidates, target_index, length) -> TrainingCase:
-    titles = [protocol.item_text(i) for i in candidates]
-    chat = ranking_chat([protocol.item_text(i) for i in history[-length:]], titles,
-                        protocol.profiles[user], think=True)
-    return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat)
 
 
 # -------------------------------------------------------------------------------------------------- screening
@@ -92,24 +65,54 @@ def screen(text: str, n_candidates: int, target_index: int, threshold: float) ->
     return None, quality, False
 
 
+def screen_reflection(text: str, case: ReflectionCase) -> str | None:
+    """The error for a reflection that is not "Reflection: …" then "Updated preferences: <a new summary>", or None."""
+    read = slow.read_reflection(text, case.summary)
+    if not text.lstrip().startswith("Reflection:") or read.status != "ok":
+        return (f"Start with 'Reflection:' and one sentence on why the user chose {case.target}, then a new line "
+                f"starting with '{SUMMARY_HEAD}' and the rewritten summary.")
+    if read.summary == case.summary:
+        return f"The text after '{SUMMARY_HEAD}' repeats the old summary; rewrite it with what the choice taught you."
+    return None
+
+
+Check = Callable[[str, object], tuple[str | None, dict, bool]]  # text, case → (error, quality, worth a retry)
+
+
+def ranking_check(threshold: float, revises_ranking: bool) -> Check:
+    """`screen` for the retry loop: a format error is always retried, a low NDCG only if the teacher can revise."""
+    def check(text: str, case: TrainingCase):
+        error, quality, about_format = screen(text, len(case.candidates), case.target_index, threshold)
+        return error, {"ndcg@10": quality}, error is not None and (about_format or revises_ranking)
+    return check
+
+
+def reflection_check(text: str, case: ReflectionCase) -> tuple[str | None, dict, bool]:
+    error = screen_reflection(text, case)
+    return error, {}, error is not None
+
+
 # --------------------------------------------------------------------------------------------------- teachers
 class LLMTeacher:
-    """Any LLM asked to think and rank; screening errors go back to it as a follow-up turn."""
+    """Any LLM asked to think and rank, or to reflect; screening errors go back to it as a follow-up turn."""
 
     def __init__(self, spec: str, max_tokens: int = 512):
         self.llm, self.max_tokens = load_llm(spec), max_tokens
         self.name = f"llm:{self.llm.spec}"
         self.revises_ranking = True
 
-    def write(self, cases: Sequence[TrainingCase], errors: Sequence[str | None], previous: Sequence[str]) -> list[str]:
+    def write(self, cases: Sequence[TrainingCase | ReflectionCase], errors: Sequence[str | None],
+              previous: Sequence[str]) -> list[str]:
         chats = [case.chat if error is None else
                  [*case.chat, {"role": "assistant", "content": answer}, {"role": "user", "content": error}]
                  for case, error, answer in zip(cases, errors, previous)]
         return [group[0].text for group in self.llm.generate(chats, Sampling(max_tokens=self.max_tokens))]
 
+    reflect = write  # the reflection prompt carries its own instructions
+
 
 class AnswerConditionedTeacher:
-    """A classical ranking plus a local-LLM rationale written with the real next item known (see module docstring)."""
+    """A classical ranking plus local-LLM text written with the real next item known (see module docstring)."""
 
     def __init__(self, protocol: Protocol, llm: LLM | str | None = None, seed: int = 0, max_tokens: int = 40):
         from policies.sasrec import SASRecPolicy
@@ -122,8 +125,6 @@ class AnswerConditionedTeacher:
         self.revises_ranking = False  # the ranking is deterministic: only format errors are worth a retry
 
     def write(self, cases: Sequence[TrainingCase], errors: Sequence[str | None], previous: Sequence[str]) -> list[str]:
-        from starec_env.protocol import Cases
-
         batch = Cases(np.array([c.user for c in cases]), [np.array(c.history) for c in cases],
                       np.array([c.candidates for c in cases]), np.array([c.target_index for c in cases]))
         scores = self.ranker.score(batch)
@@ -136,6 +137,22 @@ class AnswerConditionedTeacher:
             texts.append(f"<think>{rationale}</think>\n[{', '.join(str(i + 1) for i in order)}]")
         return texts
 
+    def reflect(self, cases: Sequence[ReflectionCase], errors: Sequence[str | None],
+                previous: Sequence[str]) -> list[str]:
+        """The reflection prompt names the real choice; the local LLM explains it, then rewrites the summary — two
+        prefilled steps, so the format holds whatever a small model would write on its own. A retry samples."""
+        sampling = Sampling(max_tokens=self.max_tokens, stop=("\n",), temperature=0.7 if any(errors) else 0.0)
+        openings = [f"Reflection: the user chose {case.target} because" for case in cases]
+        why = self.llm.generate([[*case.chat, {"role": "assistant", "content": opening}]
+                                 for case, opening in zip(cases, openings)], sampling)
+        reflections = [f"{opening} {slow.first_sentence(completion.text)}" for opening, (completion,) in
+                       zip(openings, why)]
+        summaries = self.llm.generate([[*case.chat, {"role": "assistant",
+                                                     "content": f"{reflection}\n{SUMMARY_HEAD} This user"}]
+                                       for case, reflection in zip(cases, reflections)], sampling)
+        return [f"{reflection}\n{SUMMARY_HEAD} {slow.clip(f'This user {completion.text}')}"
+                for reflection, (completion,) in zip(reflections, summaries)]
+
     def _rationale_chat(self, case: TrainingCase, error: str | None) -> Chat:
         target = self.protocol.item_text(case.candidates[case.target_index])
         history = "; ".join(self.protocol.item_text(i) for i in case.history[-5:])
@@ -147,41 +164,62 @@ class AnswerConditionedTeacher:
 
 # ------------------------------------------------------------------------------------------------------- run
 def distill(protocol: Protocol, config: DistillConfig, out: Path, teacher=None, batch: int = 16) -> dict:
-    """Write screened traces to `out` (JSONL); returns counts. Existing lines are kept: a rerun resumes."""
+    """Write screened traces into the folder `out`: `traces.jsonl` (fast) and `reflections.jsonl` (slow).
+
+    Existing lines are kept, so a rerun resumes; returns counts per file."""
     teacher = teacher or (AnswerConditionedTeacher(protocol, seed=config.seed) if config.teacher == "sasrec"
                           else LLMTeacher(config.teacher))
-    cases = training_cases(protocol, config)
-    done = sum(1 for _ in out.open()) if out.is_file() else 0
+    out.mkdir(parents=True, exist_ok=True)
+    check_ranking = ranking_check(config.ndcg_threshold, teacher.revises_ranking)
+    provenance = {"teacher": teacher.name, "config": asdict(config)}
+    fast = training_cases(protocol, config.users, config.seed, config.rounds, config.history)
+    counts = {"traces": _append(out / "traces.jsonl", fast,
+                                lambda chunk: _screened(teacher.write, check_ranking, chunk, config.max_attempts),
+                                provenance, batch)}
+    if config.reflection_users:
+        slow_cases = reflection_cases(protocol, teacher.llm, config.reflection_users, config.seed, config.history)
+        counts["reflections"] = _append(
+            out / "reflections.jsonl", slow_cases,
+            lambda chunk: _screened(teacher.reflect, reflection_check, chunk, config.max_attempts), provenance, batch)
+    return counts
+
+
+def _append(path: Path, cases: list, screened, provenance: dict, batch: int) -> dict:
+    """Screen the cases not yet in `path` in batches and append one JSON line each."""
+    done = sum(1 for _ in path.open()) if path.is_file() else 0
     counts = {"cases": len(cases), "kept": 0, "rejected": 0, "attempts": 0, "resumed_from": done}
-    with out.open("a") as sink:
-        for start in tqdm(range(0, len(cases), batch), desc="distill", initial=done // batch):
+    with path.open("a") as sink:
+        for start in tqdm(range(0, len(cases), batch), desc=f"distill {path.stem}", initial=done // batch):
             chunk = cases[start:start + batch]
             if start + len(chunk) <= done:
                 continue
-            for case, (text, error, quality, attempts) in zip(chunk, _screened(teacher, chunk, config)):
+            for case, (text, error, quality, attempts) in zip(chunk, screened(chunk)):
                 counts["attempts"] += attempts
                 counts["kept" if error is None else "rejected"] += 1
                 sink.write(json.dumps({"prompt": case.chat, "completion": text, "accepted": error is None,
-                                       "error": error, "ndcg@10": quality, "attempts": attempts,
-                                       "user": case.user, "candidates": case.candidates,
-                                       "target_index": case.target_index, "teacher": teacher.name,
-                                       "config": asdict(config)}) + "\n")
+                                       "error": error, **quality, "attempts": attempts, "user": case.user,
+                                       **_case_fields(case), **provenance}) + "\n")
             sink.flush()
     return counts
 
 
-def _screened(teacher, cases: list[TrainingCase], config: DistillConfig) -> list[tuple[str, str | None, float, int]]:
+def _case_fields(case: TrainingCase | ReflectionCase) -> dict:
+    if isinstance(case, ReflectionCase):
+        return {"summary_before": case.summary, "target": case.target}
+    return {"candidates": case.candidates, "target_index": case.target_index}
+
+
+def _screened(write, check: Check, cases: list, max_attempts: int) -> list[tuple[str, str | None, dict, int]]:
     """Generate, screen, and send the rejected back with their error, up to `max_attempts` rounds."""
     results: list = [None] * len(cases)
     pending, errors, previous = list(range(len(cases))), [None] * len(cases), [""] * len(cases)
-    for attempt in range(1, config.max_attempts + 1):
-        texts = teacher.write([cases[i] for i in pending], [errors[i] for i in pending], [previous[i] for i in pending])
+    for attempt in range(1, max_attempts + 1):
+        texts = write([cases[i] for i in pending], [errors[i] for i in pending], [previous[i] for i in pending])
         still = []
         for i, text in zip(pending, texts):
-            error, quality, about_format = screen(text, len(cases[i].candidates), cases[i].target_index,
-                                                  config.ndcg_threshold)
+            error, quality, retry = check(text, cases[i])
             results[i], errors[i], previous[i] = (text, error, quality, attempt), error, text
-            if error is not None and (about_format or teacher.revises_ranking):
+            if retry:
                 still.append(i)
         pending = still
         if not pending:

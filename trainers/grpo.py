@@ -1,23 +1,29 @@
 """GRPO on prompts and rewards from the environment (TRL GRPOTrainer), anchored by KL to the SFT reference.
 
-Prompts are rounds of the Gymnasium env's `train` split (the user's last training interactions), written in the
-STARec policy's fast-thinking format. Each prompt gets a group of `generations` completions; a completion's reward is
-the env's positional reward for the ranking it writes (`starec_env.rewards`), and an answer that names no candidate
-earns the "missing" reward. KL β = 1e-3 to the starting (SFT) model. Because this is TRL's trainer,
-`accelerate launch` spreads it over GPUs and `use_vllm=True` speeds up generation where vLLM runs.
+Prompts are the env's simulated feedback loop over training interactions (`trainers.cases`): ranking rounds in the
+STARec policy's fast-thinking format, and reflections on a missed round (slow thinking: rewrite the preference
+summary). Each prompt gets a group of `generations` completions. A ranking earns the env's positional reward
+(`starec_env.rewards`; an answer that names no candidate earns the "missing" reward); a reflection earns the memory-
+update reward — the positional reward of the user's next round, ranked by likelihood with the rewritten summary by
+the frozen starting model. KL β = 1e-3 to the starting (SFT) model. Because this is TRL's trainer, `accelerate
+launch` spreads it over GPUs and `use_vllm=True` speeds up generation where vLLM runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from agents import fast, prompts, slow
+from agents.llm import LLM, load_llm
 from agents.parsing import parse_ranking
 from starec_env.metrics import target_rank
 from starec_env.protocol import Protocol
-from starec_env.rewards import positional_reward
+from starec_env.rewards import memory_reward, positional_reward
+from trainers.cases import ReflectionCase, reflection_cases, titles, training_cases
 from trainers.curves import write_curves
-from trainers.distill import DistillConfig, training_cases
 from trainers.sft import hardware, last_checkpoint, save_merged
 
 
@@ -30,33 +36,75 @@ class GRPORunConfig:
     beta: float = 1e-3  # KL to the reference (SFT) model
     learning_rate: float = 2e-6
     temperature: float = 1.0
-    max_completion_length: int = 128
+    max_completion_length: int = 192  # 128 clipped 75% of SFT-model rankings with their rationale
     save_every: int = 10
-    users: int = 200
+    users: int = 40  # users whose last training round is a ranking prompt
+    reflection_users: int = 48  # users whose feedback loop is replayed; each miss is a reflection prompt
     seed: int = 1  # a different draw of training users than distillation's
 
 
-def ranking_reward(completions, target_index, n_candidates, **_) -> list[float]:
-    """The env's positional reward of each completion's ranking; unparseable answers get the missing reward."""
+def ranking_reward(completions, target_index, n_candidates, **_) -> list[float | None]:
+    """The env's positional reward of each completion's ranking; unparseable answers get the missing reward.
+    Reflection prompts (no candidates) get None: TRL leaves them to the memory reward."""
     rewards = []
     for completion, target, n in zip(completions, target_index, n_candidates):
-        text = completion[0]["content"] if isinstance(completion, list) else completion
-        parsed = parse_ranking(text, ["?"] * int(n))
+        if not n:
+            rewards.append(None)
+            continue
+        parsed = parse_ranking(_text(completion), ["?"] * int(n))
         rank = target_rank(parsed.scores(), int(target)) if parsed.status != "failed" else None
         rewards.append(float(positional_reward(rank)[0]))
     return rewards
+
+
+class MemoryReward:
+    """Reward of a reflection: its rewritten summary ranks the user's next round (likelihood, frozen `scorer`), and
+    the target's rank there is priced by `rewards.memory_reward`. A reflection with no usable summary is missing."""
+
+    __name__ = "memory_reward"  # TRL logs each reward function under its name
+
+    def __init__(self, scorer: LLM, protocol: Protocol, cases: list[ReflectionCase], history: int = 20):
+        self.scorer, self.protocol, self.cases, self.history = scorer, protocol, cases, history
+
+    def __call__(self, completions, reflection, **_) -> list[float | None]:
+        rewards: list[float | None] = [None] * len(completions)
+        rows = [i for i, case in enumerate(reflection) if case >= 0]
+        if rows:
+            scored = self.follow_up([self.cases[reflection[i]] for i in rows], [_text(completions[i]) for i in rows])
+            for i, reward in zip(rows, scored):
+                rewards[i] = reward
+        return rewards
+
+    def follow_up(self, cases: list[ReflectionCase], answers: list[str]) -> list[float]:
+        read = [slow.read_reflection(answer, case.summary) for case, answer in zip(cases, answers)]
+        chats = [prompts.next_item_chat(titles(self.protocol, case.follow_up.history[-self.history:]),
+                                        self.protocol.profiles[case.user], reflection.summary)
+                 for case, reflection in zip(cases, read)]
+        scores = fast.rank_by_likelihood(self.scorer, chats, [titles(self.protocol, c.follow_up.candidates)
+                                                              for c in cases])
+        ranks = [None if r.status == "failed" else target_rank(np.asarray(row), case.follow_up.target_index)
+                 for case, r, row in zip(cases, read, scores)]
+        return [float(reward) for reward in memory_reward(ranks)]
+
+
+def _text(completion) -> str:
+    return completion[0]["content"] if isinstance(completion, list) else completion
 
 
 def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPORunConfig()) -> Path:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    cases = training_cases(protocol, replace(DistillConfig(), users=config.users, seed=config.seed))
-    dataset = Dataset.from_list([{"prompt": case.chat, "target_index": case.target_index,
-                                  "n_candidates": len(case.candidates)} for case in cases])
     group_batch = config.generations * config.prompts_per_step
     if group_batch % config.micro_batch:
         raise ValueError(f"micro_batch {config.micro_batch} must divide generations × prompts_per_step = {group_batch}")
+    scorer = load_llm(f"hf:{model}")
+    reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed)
+    rows = [{"prompt": case.chat, "target_index": case.target_index, "n_candidates": len(case.candidates),
+             "reflection": -1} for case in training_cases(protocol, config.users, config.seed)]
+    rows += [{"prompt": case.chat, "target_index": -1, "n_candidates": 0, "reflection": i}
+             for i, case in enumerate(reflections)]
+    dataset = Dataset.from_list(rows)
     args = GRPOConfig(output_dir=str(out / "checkpoints"), max_steps=config.steps,
                       per_device_train_batch_size=config.micro_batch,
                       gradient_accumulation_steps=group_batch // config.micro_batch,
@@ -64,9 +112,12 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
                       temperature=config.temperature, max_completion_length=config.max_completion_length,
                       logging_steps=1, save_steps=config.save_every, save_total_limit=2, report_to="none",
                       **hardware(), seed=config.seed, disable_tqdm=False)
-    trainer = GRPOTrainer(model=model, reward_funcs=ranking_reward, args=args, train_dataset=dataset)
+    trainer = GRPOTrainer(model=model, reward_funcs=[ranking_reward, MemoryReward(scorer, protocol, reflections)],
+                          args=args, train_dataset=dataset)
     trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
     final = out / "final"
     save_merged(trainer, final)
-    write_curves(trainer.state.log_history, out, "grpo", ("reward", "kl", "loss", "completions/mean_length"))
+    write_curves(trainer.state.log_history, out, "grpo", ("reward", "rewards/ranking_reward/mean",
+                                                          "rewards/memory_reward/mean", "kl",
+                                                          "completions/mean_length"))
     return final

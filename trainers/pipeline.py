@@ -4,7 +4,8 @@ Each stage writes into its own folder under `out` and is skipped when its result
 TRL resumes from the last checkpoint, and distillation appends to its JSONL — so killing the process and running
 the same command again loses at most the batch or the steps since the last checkpoint. The validation table ranks
 the protocol's validation cases (never the test ones) with the STARec policy in generative mode, loading each
-stage's checkpoint: base model, SFT, SFT+GRPO and, with `ablations`, GRPO without SFT.
+stage's checkpoint: base model, SFT, SFT+GRPO, the last again without self-reflection (history only, no summary)
+and, with `ablations`, GRPO without SFT. Every row uses the same validation users and candidates.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class PipelineConfig:
     sft: SFTRunConfig = field(default_factory=SFTRunConfig)
     grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
     eval_users: int = 50  # validation users scored after each stage
+    reflect_steps: int = 1  # self-reflection rounds before each validation ranking (0 is the "w/o" ablation)
     ablations: bool = False  # also GRPO straight from the base model (the paper's "w/o SFT")
 
 
@@ -42,12 +44,12 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     timings = _load(out / "timings.json")
     stages = {"base": model_path(config.sft.model)}
 
-    traces = out / "distill" / "traces.jsonl"
+    traces = out / "distill"
     if "distill" not in timings:
-        traces.parent.mkdir(exist_ok=True)
         timings["distill"] = _timed(lambda: distill(protocol, config.distill, traces))
         _save(out / "timings.json", timings)
-    stages["sft"] = _stage(out / "sft", timings, lambda: sft(traces, out / "sft", config.sft))
+    stages["sft"] = _stage(out / "sft", timings, lambda: sft([traces / "traces.jsonl", traces / "reflections.jsonl"],
+                                                             out / "sft", config.sft))
     stages["sft+grpo"] = _stage(out / "grpo", timings, lambda: grpo(stages["sft"], protocol, out / "grpo", config.grpo))
     if config.ablations:
         stages["grpo w/o sft"] = _stage(out / "grpo-no-sft", timings,
@@ -55,18 +57,24 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 
     rows = _load(out / "validation.json").get("rows", [])
     seen = {row["stage"] for row in rows}
-    for stage, model in stages.items():
-        if stage in seen:
-            continue
-        policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=0, progress=False)
-        cases = protocol.valid.subset(slice(0, config.eval_users))
-        ranks = target_ranks(policy.fit(protocol.train("full")).score(cases), cases.target_index)
-        rows.append({"stage": stage, "model": str(model), "users": len(cases), **summarize(ranks),
-                     **{f"usage_{k}": v for k, v in policy.usage.items()}})
-        _save(out / "validation.json", {"rows": rows})
+    variants = [(stage, model, config.reflect_steps) for stage, model in stages.items()]
+    variants.append(("sft+grpo w/o self-reflection", stages["sft+grpo"], 0))
+    for stage, model, reflect_steps in variants:
+        if stage not in seen:
+            rows.append(_validate(protocol, stage, model, reflect_steps, config.eval_users))
+            _save(out / "validation.json", {"rows": rows})
     write_curves([{"step": i, "ndcg@10": row["ndcg@10"]} for i, row in enumerate(rows)], out, "validation",
                  ("ndcg@10",))
     return rows
+
+
+def _validate(protocol, stage: str, model: str, reflect_steps: int, users: int) -> dict:
+    """NDCG on the first `users` validation cases for one checkpoint, generative fast thinking after reflection."""
+    policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=reflect_steps, progress=False)
+    cases = protocol.valid.subset(slice(0, users))
+    ranks = target_ranks(policy.fit(protocol.train("full")).score(cases), cases.target_index)
+    return {"stage": stage, "model": str(model), "reflect_steps": reflect_steps, "users": len(cases),
+            **summarize(ranks), **{f"usage_{k}": v for k, v in policy.usage.items()}}
 
 
 def _stage(folder: Path, timings: dict, train) -> str:

@@ -1,6 +1,6 @@
 """SFT anchoring: fine-tune the student on screened teacher traces, loss on the completion only (TRL SFTTrainer).
 
-The traces' prompts are the STARec policy's own fast-thinking prompts, so the result plugs straight into
+The traces' prompts are the STARec policy's own fast-thinking and reflection prompts, so the result plugs straight into
 `starec bench --policies starec --option model=hf:OUT/final --option fast=generate`. Checkpoints are written every
 `save_every` steps; a rerun resumes from the last one.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from trainers.curves import write_curves
 
@@ -34,15 +35,18 @@ def model_path(model: str | None) -> str:
     return model.removeprefix("hf:")
 
 
-def sft(traces: Path, out: Path, config: SFTRunConfig = SFTRunConfig()) -> Path:
+def sft(traces: Path | Sequence[Path], out: Path, config: SFTRunConfig = SFTRunConfig()) -> Path:
+    """Train on the accepted traces of one JSONL file or several (fast-thinking and reflection traces)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    rows = [json.loads(line) for line in traces.open()]
+    files = [traces] if isinstance(traces, Path) else list(traces)
+    rows = [json.loads(line) for path in files if path.is_file() for line in path.open()]
     kept = [{"prompt": row["prompt"], "completion": [{"role": "assistant", "content": row["completion"]}]}
             for row in rows if row["accepted"]]
     if not kept:
-        raise ValueError(f"{traces}: no accepted trace to train on ({len(rows)} rejected by screening)")
+        raise ValueError(f"{', '.join(map(str, files))}: no accepted trace to train on "
+                         f"({len(rows)} rejected by screening)")
     args = SFTConfig(output_dir=str(out / "checkpoints"), max_steps=config.steps,
                      per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
                      logging_steps=1, save_steps=config.save_every, save_total_limit=2, report_to="none",
