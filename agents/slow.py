@@ -18,6 +18,7 @@ from agents.llm import LLM, Chat, Sampling
 from agents.prompts import SUMMARY_HEAD
 
 MAX_SUMMARY_CHARS = 400  # keeps every later prompt bounded, whatever the model writes
+ALREADY_JOINED = set("'’,.;:!?")  # a continuation starting with one of these attaches to the prefill without a space
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def summarize(llm: LLM, chats: Sequence[Chat], max_tokens: int = 48) -> list[str
     """First preference summaries, one per `prompts.summary_chat`, in one batched call."""
     prefilled = [[*chat, {"role": "assistant", "content": "This user"}] for chat in chats]
     answers = llm.generate(prefilled, Sampling(max_tokens=max_tokens, stop=("\n\n",)))
-    return [clip(f"This user {completion.text}") for (completion,) in answers]
+    return [clip(continued("This user", completion.text)) for (completion,) in answers]
 
 
 def reflect(llm: LLM, chats: Sequence[Chat], old_summaries: Sequence[str], targets: Sequence[str],
@@ -59,6 +60,12 @@ def read_reflection(text: str, old_summary: str, opening: str = "", tokens: int 
         merged = f"{first_sentence(old_summary)} Recently {reflection[0].lower()}{reflection[1:]}"
         return Reflection(reflection, clip(merged), "unstructured", tokens)
     return Reflection("", old_summary, "failed", tokens)
+
+
+def continued(prefill: str, text: str) -> str:
+    """The prefilled opening and the model's continuation as one text: "This user" + "'s taste…" has no space."""
+    text = text.strip()
+    return f"{prefill}{'' if text[:1] in ALREADY_JOINED else ' '}{text}"
 
 
 def first_sentence(text: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from agents.fast import choose, parse_choice
 from agents.llm import LLM, Completion
 from agents.memory import Memory, load_memories, save_memories
-from agents.slow import MAX_SUMMARY_CHARS, read_reflection
+from agents.slow import MAX_SUMMARY_CHARS, continued, read_reflection
 from agents.society import AgentConfig, FeedbackRequest, Population, similarity_graph
 
 TITLES = ["Toy Story (1995; Animation)", "Heat (1995; Action, Crime)", "Casino (1995; Drama)"]
@@ -53,6 +53,12 @@ def test_read_reflection(text, status):
                                                   "tense crime film.",
                                   "failed": "Likes comedies. Dislikes horror."}[status]
     assert len(read_reflection("word " * 500, "", "").summary) <= MAX_SUMMARY_CHARS + 1
+
+
+@pytest.mark.parametrize("text, joined", [("'s taste is dark.", "This user's taste is dark."),
+                                          (" likes noir ", "This user likes noir")])
+def test_a_continuation_joins_its_prefill(text, joined):
+    assert continued("This user", text) == joined
 
 
 def test_memories_round_trip_and_reject_other_files(tmp_path):

@@ -47,7 +47,8 @@ class ScriptedTeacher:
         return [self.reflection.format(target=case.target) for case in cases]
 
 
-REFLECTION = "Reflection: the user chose {target} because it is a classic.\n" + SUMMARY_HEAD + " Likes classics."
+REFLECTION = ("Reflection: the user chose {target} because it is a classic.\n" + SUMMARY_HEAD
+              + " This user likes classic films from the golden age of Hollywood.")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,8 @@ def test_reflection_cases_are_misses_followed_by_the_next_training_round(ml1m, r
 
 @pytest.mark.parametrize("text, error", [
     (REFLECTION, None), ("Reflection: because.", SUMMARY_HEAD), ("It is a classic.\n" + SUMMARY_HEAD + " x", "Start"),
-    ("Reflection: why.\n" + SUMMARY_HEAD + " {old}", "repeats the old summary")])
+    ("Reflection: why.\n" + SUMMARY_HEAD + " {old}", "repeats the old summary"),
+    ("Reflection: why.\n" + SUMMARY_HEAD + " This user's preferences were:", "says too little")])
 def test_screen_reflection_checks_format_and_change(reflections, text, error):
     case = reflections[0]
     found = screen_reflection(text.format(target=case.target, old=case.summary), case)

@@ -48,6 +48,9 @@ class DistillConfig:
     seed: int = 0
 
 
+MIN_SUMMARY_WORDS = 8  # "This user's preferences were:" is a format, not a summary
+
+
 # -------------------------------------------------------------------------------------------------- screening
 def screen(text: str, n_candidates: int, target_index: int, threshold: float) -> tuple[str | None, float, bool]:
     """(error for the teacher or None, NDCG@10 of its ranking, whether the error is about the format)."""
@@ -73,6 +76,9 @@ def screen_reflection(text: str, case: ReflectionCase) -> str | None:
                 f"starting with '{SUMMARY_HEAD}' and the rewritten summary.")
     if read.summary == case.summary:
         return f"The text after '{SUMMARY_HEAD}' repeats the old summary; rewrite it with what the choice taught you."
+    if len(read.summary.split()) < MIN_SUMMARY_WORDS:
+        return (f"The text after '{SUMMARY_HEAD}' says too little; describe the genres, eras or moods the user likes "
+                "in two short sentences.")
     return None
 
 
@@ -133,7 +139,7 @@ class AnswerConditionedTeacher:
         texts = []
         for (completion,), row in zip(answers, scores):
             order = np.lexsort((np.arange(len(row)), -row))
-            rationale = re.sub(r"\s+", " ", f"The user {completion.text}").strip()
+            rationale = re.sub(r"\s+", " ", slow.continued("The user", completion.text))
             texts.append(f"<think>{rationale}</think>\n[{', '.join(str(i + 1) for i in order)}]")
         return texts
 
@@ -145,12 +151,12 @@ class AnswerConditionedTeacher:
         openings = [f"Reflection: the user chose {case.target} because" for case in cases]
         why = self.llm.generate([[*case.chat, {"role": "assistant", "content": opening}]
                                  for case, opening in zip(cases, openings)], sampling)
-        reflections = [f"{opening} {slow.first_sentence(completion.text)}" for opening, (completion,) in
+        reflections = [slow.continued(opening, slow.first_sentence(completion.text)) for opening, (completion,) in
                        zip(openings, why)]
         summaries = self.llm.generate([[*case.chat, {"role": "assistant",
                                                      "content": f"{reflection}\n{SUMMARY_HEAD} This user"}]
                                        for case, reflection in zip(cases, reflections)], sampling)
-        return [f"{reflection}\n{SUMMARY_HEAD} {slow.clip(f'This user {completion.text}')}"
+        return [f"{reflection}\n{SUMMARY_HEAD} {slow.clip(slow.continued('This user', completion.text))}"
                 for reflection, (completion,) in zip(reflections, summaries)]
 
     def _rationale_chat(self, case: TrainingCase, error: str | None) -> Chat:
