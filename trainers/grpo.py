@@ -118,6 +118,6 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
     final = out / "final"
     save_merged(trainer, final)
     write_curves(trainer.state.log_history, out, "grpo", ("reward", "rewards/ranking_reward/mean",
-                                                          "rewards/memory_reward/mean", "kl",
+                                                          "rewards/memory_reward/mean", "kl", "loss",
                                                           "completions/mean_length"))
     return final
