@@ -69,7 +69,7 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 
 
 def _validate(protocol, stage: str, model: str, reflect_steps: int, users: int) -> dict:
-    """NDCG on the first `users` validation cases for one checkpoint, generative fast thinking after reflection."""
+    """NDCG on the first `users` validation cases for one checkpoint: `reflect_steps` reflections, then generation."""
     policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=reflect_steps, progress=False)
     cases = protocol.valid.subset(slice(0, users))
     ranks = target_ranks(policy.fit(protocol.train("full")).score(cases), cases.target_index)
