@@ -21,6 +21,11 @@ class GRU4RecModule(nn.Module):
         states, _ = self.gru(self.dropout(self.items(ids)))
         return self.project(self.dropout(states))
 
+    def encode_last(self, ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """`encode(ids)[range(B), last]`, projecting one state per row."""
+        states, _ = self.gru(self.dropout(self.items(ids)))
+        return self.project(self.dropout(states[torch.arange(len(ids)), last]))
+
 
 class GRU4RecPolicy(SequencePolicy):
     name = "gru4rec"

@@ -26,10 +26,25 @@ class SASRecBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
-        q, k, v = self.qkv(self.attention_norm(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = self._qkv(x)
         attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.dropout(self.out(attended.transpose(1, 2).reshape(batch, length, dim)))
         return x + self.dropout(self.feedforward(self.feedforward_norm(x)))
+
+    def forward_last(self, x: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The output at position `last` of each row only: keys and values for every position, the query, the
+        projection and the feed-forward for one — a third of the block's work when scoring."""
+        batch, length, dim = x.shape
+        q, k, v = self._qkv(x)
+        rows = torch.arange(batch)
+        visible = (torch.arange(length) <= last[:, None])[:, None, None, :]
+        attended = F.scaled_dot_product_attention(q[rows, :, last].unsqueeze(2), k, v, attn_mask=visible)
+        x = x[rows, last] + self.out(attended.reshape(batch, dim))
+        return x + self.feedforward(self.feedforward_norm(x))
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        batch, length, _ = x.shape
+        return self.qkv(self.attention_norm(x)).view(batch, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
 
 
 class SASRecModule(nn.Module):
@@ -42,13 +57,22 @@ class SASRecModule(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def encode(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.items(ids) * self.items.embedding_dim**0.5 + self.positions.weight[: ids.shape[1]]
-        return self.norm(self.blocks(self.dropout(x)))
+        return self.norm(self.blocks(self._embed(ids)))
+
+    def encode_last(self, ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """`encode(ids)[range(B), last]`, skipping the positions the last block does not need."""
+        return self.norm(self.blocks[-1].forward_last(self.blocks[:-1](self._embed(ids)), last))
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.items(ids) * self.items.embedding_dim**0.5 + self.positions.weight[: ids.shape[1]])
 
 
 class SASRecPolicy(SequencePolicy):
     name = "sasrec"
-    defaults = TrainConfig(epochs=200, lr=2e-3, dim=64, dropout=0.2, batch_size=64, patience=5, eval_every=2)
+    # A full softmax over every item overfits in a few epochs; dropout 0.5 and weight decay 1e-4 (against 0.2 and
+    # none before) gave +3.6 NDCG@10 on ML-1M `_full` and +3.7 on CDs `_full` at seed 0 (README, "Latest results").
+    defaults = TrainConfig(epochs=200, lr=2e-3, dim=64, dropout=0.5, weight_decay=1e-4, batch_size=64, patience=5,
+                           eval_every=2)
     layers, heads = 2, 2
 
     def build(self, train) -> SASRecModule:

@@ -36,7 +36,8 @@ def item_embedding(n_items: int, dim: int) -> torch.nn.Embedding:
 
 
 class SequencePolicy(TorchPolicy):
-    """Subclasses build a module with `encode(ids) -> (B, L, D)` and an `items` embedding (n_items + 1, D)."""
+    """Subclasses build a module with `encode(ids) -> (B, L, D)` for training, `encode_last(ids, last) -> (B, D)`
+    (the state at each row's position `last`) for scoring, and an `items` embedding (n_items + 1, D)."""
 
     max_len = 40
 
@@ -60,7 +61,7 @@ class SequencePolicy(TorchPolicy):
 
     def score_tensor(self, cases: Cases) -> torch.Tensor:
         ids, lengths = left_aligned(cases.histories, self.max_len)
-        hidden = self.model.encode(torch.from_numpy(ids))
-        last = hidden[torch.arange(len(ids)), torch.from_numpy(np.maximum(lengths, 1) - 1)]
+        width = max(int(lengths.max(initial=1)), 1)  # trailing padding never reaches a causal state: drop it
+        last = self.model.encode_last(torch.from_numpy(ids[:, :width]), torch.from_numpy(np.maximum(lengths, 1) - 1))
         candidates = self.model.items(torch.from_numpy(cases.candidates + 1))
         return torch.einsum("bd,bcd->bc", last, candidates)

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+import torch
 
 from benchmarks.replay import evaluate
 from policies.registry import make_policy
+from policies.sequence import left_aligned
 
 QUICK = {"bpr": {"epochs": 10, "eval_every": 5}, "gru4rec": {"epochs": 2, "eval_every": 1},
          "sasrec": {"epochs": 2, "eval_every": 1}}
@@ -27,6 +29,19 @@ def test_same_seed_same_results(ml1m, sample_view):
     other = make_policy("sasrec", seed=4, progress=False, epochs=1).fit(sample_view).score(ml1m.test)
     assert np.array_equal(first, second)
     assert not np.array_equal(first, other)
+
+
+@pytest.mark.parametrize("name", ["gru4rec", "sasrec"])
+def test_scoring_shortcut_equals_the_full_encoder(name, ml1m, sample_view):
+    """Scoring reads one state per history (`encode_last`); it must equal the training-time `encode` there."""
+    policy = make_policy(name, seed=0)
+    policy.model = policy.build(sample_view).eval()
+    ids, lengths = left_aligned(ml1m.test.histories, policy.max_len)
+    last = torch.from_numpy(np.maximum(lengths, 1) - 1)
+    with torch.inference_mode():
+        full = policy.model.encode(torch.from_numpy(ids))[torch.arange(len(ids)), last]
+        shortcut = policy.model.encode_last(torch.from_numpy(ids), last)
+    assert torch.allclose(full, shortcut, atol=1e-5)
 
 
 def test_checkpoint_round_trip(ml1m, sample_view, tmp_path):
