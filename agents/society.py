@@ -86,8 +86,8 @@ class Population:
         missing = {key: (int(user), history) for key, user, history in zip(keys, users, histories)
                    if key not in self.first_summaries}
         if missing:
-            chats = [prompts.summary_chat(self._titles(history[-self.config.history_shown:]), self.protocol.profiles[int(user)])
-                     for user, history in missing.values()]
+            chats = [prompts.summary_chat(self.protocol.titles(history[-self.config.history_shown:]),
+                                          self.protocol.profiles[int(user)]) for user, history in missing.values()]
             self.first_summaries.update(zip(missing, slow.summarize(self.llm, chats, self.config.summary_tokens)))
         memories = []
         for key, user, history in zip(keys, users, histories):
@@ -116,8 +116,8 @@ class Population:
         """Fast thinking for every request in one call, then slow thinking for those that need it in another."""
         memories = [self.memories[r.user] for r in requests]
         orders = [self._display_order(r) for r in requests]
-        shown_titles = [self._titles([r.shown[i] for i in order]) for r, order in zip(requests, orders)]
-        chats = [prompts.choice_chat(self._titles(m.recent(self.config.history_shown)), titles, m.profile,
+        shown_titles = [self.protocol.titles([r.shown[i] for i in order]) for r, order in zip(requests, orders)]
+        chats = [prompts.choice_chat(self.protocol.titles(m.recent(self.config.history_shown)), titles, m.profile,
                                      m.summary, self._neighbour_text(m.user))
                  for m, titles in zip(memories, shown_titles)]
         choices = fast.choose(self.llm, chats, shown_titles, self.config.choice, self.config.choice_tokens)
@@ -137,7 +137,7 @@ class Population:
                   for r, item in zip(requests, picked)]
         todo = [i for i, want in enumerate(wanted) if want]
         chats = [prompts.reflection_chat(
-            memories[i].summary, self._titles(memories[i].recent(self.config.history_shown)),
+            memories[i].summary, self.protocol.titles(memories[i].recent(self.config.history_shown)),
             self.protocol.item_text(requests[i].target),
             f"chose {self.protocol.item_text(picked[i])} ({'liked' if choices[i].liked else 'disliked'}), "
             f"{choices[i].rationale}",
@@ -172,9 +172,6 @@ class Population:
         if self.config.shuffle_shown:
             np.random.default_rng(request.seed).shuffle(order)
         return order
-
-    def _titles(self, items: Sequence[int]) -> list[str]:
-        return [self.protocol.item_text(i) for i in items]
 
     @property
     def graph(self) -> nx.Graph:

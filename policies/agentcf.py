@@ -52,9 +52,9 @@ class AgentCFPolicy(LLMPolicy):
     def score_batch(self, cases: Cases) -> np.ndarray:
         memories = self._train_users(cases)
         titles = [[self.describe(i) for i in row] for row in cases.candidates]
-        chats = [ranking_chat(self.titles(h[-self.history_length:]) if self.variant != "basic" else [], t, m.profile,
-                              self._context(m, t)) for m, h, t in zip(memories, cases.histories, titles)]
-        scores = fast.rank_by_likelihood(self.llm, chats, [self.titles(row) for row in cases.candidates])
+        chats = [ranking_chat(self.train.titles(h[-self.history_length:]) if self.variant != "basic" else [], t,
+                              m.profile, self._context(m, t)) for m, h, t in zip(memories, cases.histories, titles)]
+        scores = fast.rank_by_likelihood(self.llm, chats, [self.train.titles(row) for row in cases.candidates])
         for memory, row, score in zip(memories, cases.candidates, scores):
             self.count("ok")
             self.trace(memory.user, row, score, summary=memory.summary, reflections=memory.reflections)
@@ -67,10 +67,12 @@ class AgentCFPolicy(LLMPolicy):
 
     # ------------------------------------------------------------------------------------------------ training
     def _train_users(self, cases: Cases) -> list[Memory]:
-        fresh = [(int(u), [int(i) for i in h]) for u, h in zip(cases.users, cases.histories) if int(u) not in self.users]
+        fresh = [(int(u), [int(i) for i in h]) for u, h in zip(cases.users, cases.histories)
+                 if int(u) not in self.users]
         if fresh:
             steps = self.train_steps
-            chats = [summary_chat(self.titles(h[:-steps][-self.history_length:]), self.profile(u)) for u, h in fresh]
+            chats = [summary_chat(self.train.titles(h[:-steps][-self.history_length:]), self.profile(u))
+                     for u, h in fresh]
             for (user, history), summary in zip(fresh, slow.summarize(self.llm, chats)):
                 self.users[user] = Memory(user, self.profile(user), history, summary)
             rng = np.random.default_rng([self.seed, fresh[0][0]])
@@ -81,9 +83,10 @@ class AgentCFPolicy(LLMPolicy):
     def _train_step(self, memories: list[Memory], back: int, rng: np.random.Generator) -> None:
         """The user agent picks between the real item and a popular negative; a miss starts collaborative reflection."""
         pairs = [(m.history[-back], self._negative(m.history, rng)) for m in memories]
-        chats = [ranking_chat(self.titles(m.history[:-back][-self.history_length:]), [self.describe(p), self.describe(n)],
-                              m.profile, m.summary) for m, (p, n) in zip(memories, pairs)]
-        scores = fast.rank_by_likelihood(self.llm, chats, [self.titles(pair) for pair in pairs])
+        chats = [ranking_chat(self.train.titles(m.history[:-back][-self.history_length:]),
+                              [self.describe(p), self.describe(n)], m.profile, m.summary)
+                 for m, (p, n) in zip(memories, pairs)]
+        scores = fast.rank_by_likelihood(self.llm, chats, [self.train.titles(pair) for pair in pairs])
         wrong = [(m, p, n) for m, (p, n), s in zip(memories, pairs, scores) if s[1] >= s[0]]
         self.usage["train_choices"] += len(pairs)
         self.usage["train_wrong"] += len(wrong)
@@ -91,8 +94,8 @@ class AgentCFPolicy(LLMPolicy):
             self._reflect(wrong, back)
 
     def _reflect(self, wrong: list, back: int) -> None:
-        chats = [reflection_chat(m.summary, self.titles(m.history[:-back][-self.history_length:]), self.describe(p),
-                                 f"chose {self.describe(n)}", f"chose {self.describe(p)}", m.profile)
+        chats = [reflection_chat(m.summary, self.train.titles(m.history[:-back][-self.history_length:]),
+                                 self.describe(p), f"chose {self.describe(n)}", f"chose {self.describe(p)}", m.profile)
                  for m, p, n in wrong]
         results = slow.reflect(self.llm, chats, [m.summary for m, _, _ in wrong],
                                [self.train.item_text(p) for _, p, _ in wrong])

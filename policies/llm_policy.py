@@ -49,9 +49,6 @@ class LLMPolicy(Policy):
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def titles(self, items) -> list[str]:
-        return [self.train.item_text(i) for i in items]
-
     def profile(self, user: int) -> str:
         return self.train.profiles[int(user)] if self.train.profiles else ""
 

@@ -31,8 +31,8 @@ class LLMRankPolicy(LLMPolicy):
         chats, shown = [], []
         for history, row, row_orders in zip(cases.histories, cases.candidates, orders):
             for order in row_orders:
-                shown.append(self.titles(row[order]))
-                chats.append(llmrank_chat(self.titles(history[-self.history_length:]), shown[-1], self.prompt))
+                shown.append(self.train.titles(row[order]))
+                chats.append(llmrank_chat(self.train.titles(history[-self.history_length:]), shown[-1], self.prompt))
         answers = iter(rank_by_generation(self.llm, chats, shown, constrained=self.constrained))
         scores = np.zeros(cases.candidates.shape)
         for b, row_orders in enumerate(orders):

@@ -60,7 +60,8 @@ class STARecPolicy(LLMPolicy):
         if not self.reflect_steps:
             return
         steps = self.reflect_steps
-        chats = [prompts.summary_chat(self.titles(m.history[:-steps][-self.history_length:]), m.profile) for m in memories]
+        chats = [prompts.summary_chat(self.train.titles(m.history[:-steps][-self.history_length:]), m.profile)
+                 for m in memories]
         for memory, summary in zip(memories, slow.summarize(self.llm, chats, self.summary_tokens)):
             memory.summary = summary
         rng = np.random.default_rng([self.seed, memories[0].user])
@@ -83,7 +84,7 @@ class STARecPolicy(LLMPolicy):
     def _reflect(self, misses: list, back: int) -> None:
         if not misses:
             return
-        chats = [prompts.reflection_chat(m.summary, self.titles(m.history[:-back][-self.history_length:]),
+        chats = [prompts.reflection_chat(m.summary, self.train.titles(m.history[:-back][-self.history_length:]),
                                          self.train.item_text(target), f"chose {self.train.item_text(pick)}",
                                          f"chose {self.train.item_text(target)}", m.profile)
                  for m, _, target, pick in misses]
@@ -98,8 +99,8 @@ class STARecPolicy(LLMPolicy):
 
     # ------------------------------------------------------------------------------------------- fast thinking
     def _rank(self, memories: list[Memory], candidates: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
-        titles = [self.titles(row) for row in candidates]
-        histories = [self.titles(m.history[-self.history_length:]) for m in memories]
+        titles = [self.train.titles(row) for row in candidates]
+        histories = [self.train.titles(m.history[-self.history_length:]) for m in memories]
         counts = [self._co_liked(m.history, row) for m, row in zip(memories, candidates)]
         if self.fast == "likelihood":  # the prompt lists no candidates: name the five most co-liked, by title
             evidence = [[f"{t[i]} ({n[i]} times)" for i in most_co_liked(n)] for t, n in zip(titles, counts)]

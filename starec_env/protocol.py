@@ -38,7 +38,8 @@ class ProtocolConfig:
 
     def __post_init__(self):
         if self.min_user_interactions < 3:
-            raise ValueError("min_user_interactions must be >= 3: each user needs a train, a validation and a test item")
+            raise ValueError("min_user_interactions must be >= 3: "
+                             "each user needs a train, a validation and a test item")
         if self.max_history < 3 or self.n_negatives < 1 or self.n_test_users < 1:
             raise ValueError(f"invalid protocol config {self}")
 
@@ -96,8 +97,24 @@ class Cases:
         return out
 
 
+class Catalogue:
+    """Item text for anything holding the catalogue as `items`: prompts name items, ids stay ids everywhere else."""
+
+    items: pd.DataFrame
+
+    @cached_property
+    def texts(self) -> list[str]:
+        return item_texts(self.items)  # built once: environments name items on every step
+
+    def item_text(self, item_id: int) -> str:
+        return self.texts[int(item_id)]
+
+    def titles(self, item_ids) -> list[str]:
+        return [self.texts[int(i)] for i in item_ids]
+
+
 @dataclass
-class TrainView:
+class TrainView(Catalogue):
     """What a policy may learn from: training sequences (held-out items removed) and validation cases."""
 
     name: str  # "full" or "sample"
@@ -108,20 +125,13 @@ class TrainView:
     items: pd.DataFrame  # the catalogue, for policies that read text
     profiles: list[str] = field(default_factory=list)  # per protocol user id: demographics as text, or ""
 
-    @cached_property
-    def texts(self) -> list[str]:
-        return item_texts(self.items)
-
-    def item_text(self, item_id: int) -> str:
-        return self.texts[int(item_id)]
-
     @property
     def n_interactions(self) -> int:
         return int(sum(len(s) for s in self.sequences))
 
 
 @dataclass
-class Protocol:
+class Protocol(Catalogue):
     dataset: str
     config: ProtocolConfig
     items: pd.DataFrame  # catalogue, item_id = protocol id, raw_id = original id
@@ -151,13 +161,6 @@ class Protocol:
             raise ValueError(f"unknown training view {view!r}; expected 'full' or 'sample'")
         return TrainView(view, users, [self.sequences[u][:-2] for u in users], self.n_items, self.valid, self.items,
                          self.profiles)
-
-    @cached_property
-    def texts(self) -> list[str]:
-        return item_texts(self.items)  # built once: environments name items on every step
-
-    def item_text(self, item_id: int) -> str:
-        return self.texts[int(item_id)]
 
     @cached_property
     def profiles(self) -> list[str]:

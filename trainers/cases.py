@@ -60,11 +60,11 @@ def reflection_cases(protocol: Protocol, llm: LLM, users: int, seed: int, histor
     rounds = training_cases(protocol, users, seed, rounds=2, history=history)
     pairs = list(zip(rounds[::2], rounds[1::2]))  # each user's rounds t and t+1
     profiles = [protocol.profiles[now.user] for now, _ in pairs]
-    histories = [titles(protocol, now.history[-history:]) for now, _ in pairs]
+    histories = [protocol.titles(now.history[-history:]) for now, _ in pairs]
     summaries = slow.summarize(llm, [prompts.summary_chat(h, p) for h, p in zip(histories, profiles)])
     scores = fast.rank_by_likelihood(llm, [prompts.next_item_chat(h, p, s)
                                            for h, p, s in zip(histories, profiles, summaries)],
-                                     [titles(protocol, now.candidates) for now, _ in pairs])
+                                     [protocol.titles(now.candidates) for now, _ in pairs])
     cases = []
     for (now, after), past, profile, summary, row in zip(pairs, histories, profiles, summaries, scores):
         pick, target = now.candidates[int(np.argmax(row))], now.candidates[now.target_index]
@@ -77,11 +77,7 @@ def reflection_cases(protocol: Protocol, llm: LLM, users: int, seed: int, histor
     return cases
 
 
-def titles(protocol: Protocol, items) -> list[str]:
-    return [protocol.item_text(int(i)) for i in items]
-
-
 def _ranking_case(protocol, user, history, candidates, target_index, length) -> TrainingCase:
-    chat = prompts.ranking_chat(titles(protocol, history[-length:]), titles(protocol, candidates),
+    chat = prompts.ranking_chat(protocol.titles(history[-length:]), protocol.titles(candidates),
                                 protocol.profiles[user], think=True)
     return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat)

@@ -22,7 +22,7 @@ from agents.parsing import parse_ranking
 from starec_env.metrics import target_rank
 from starec_env.protocol import Protocol
 from starec_env.rewards import memory_reward, positional_reward
-from trainers.cases import ReflectionCase, reflection_cases, titles, training_cases
+from trainers.cases import ReflectionCase, reflection_cases, training_cases
 from trainers.curves import write_curves
 from trainers.sft import hardware, last_checkpoint, save_merged
 
@@ -77,10 +77,10 @@ class MemoryReward:
 
     def follow_up(self, cases: list[ReflectionCase], answers: list[str]) -> list[float]:
         read = [slow.read_reflection(answer, case.summary) for case, answer in zip(cases, answers)]
-        chats = [prompts.next_item_chat(titles(self.protocol, case.follow_up.history[-self.history:]),
+        chats = [prompts.next_item_chat(self.protocol.titles(case.follow_up.history[-self.history:]),
                                         self.protocol.profiles[case.user], reflection.summary)
                  for case, reflection in zip(cases, read)]
-        scores = fast.rank_by_likelihood(self.scorer, chats, [titles(self.protocol, c.follow_up.candidates)
+        scores = fast.rank_by_likelihood(self.scorer, chats, [self.protocol.titles(c.follow_up.candidates)
                                                               for c in cases])
         ranks = [None if r.status == "failed" else target_rank(np.asarray(row), case.follow_up.target_index)
                  for case, r, row in zip(cases, read, scores)]
