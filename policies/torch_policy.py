@@ -2,7 +2,7 @@
 
 A subclass supplies `build` (the module), `batches` (one epoch of tensors), `loss` and `score_tensor`; this class
 trains with Adam, evaluates validation NDCG@10 after every `eval_every` epochs, keeps the best weights and stops
-after `patience` evaluations without improvement.
+after `patience` evaluations without improvement, or at the first evaluation past a `max_seconds` budget.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class TrainConfig:
     dropout: float = 0.2
     patience: int = 10
     eval_every: int = 2
+    max_seconds: float | None = None  # a training-time budget: stop at the first evaluation past it, keep the best
     threads: int = 2
     seed: int = 0
     progress: bool = True
@@ -69,6 +70,7 @@ class TorchPolicy(Policy):
         self.model = self.build(train)
         optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         best, best_state, stale, started, self.history = -1.0, None, 0, time.perf_counter(), []
+        budget = float("inf") if config.max_seconds is None else config.max_seconds
         bar = tqdm(range(1, config.epochs + 1), desc=f"{self.name}_{train.name}", disable=not config.progress,
                    leave=False)
         for epoch in bar:
@@ -90,8 +92,8 @@ class TorchPolicy(Policy):
                 best, best_state, stale = valid, copy.deepcopy(self.model.state_dict()), 0
             else:
                 stale += 1
-                if stale >= config.patience:
-                    break
+            if stale >= config.patience or time.perf_counter() - started >= budget:
+                break
         self.model.load_state_dict(best_state)
         self.model.eval()
         return self

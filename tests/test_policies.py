@@ -57,6 +57,11 @@ def test_early_stopping_keeps_the_best_validation_state(ml1m, sample_view):
     assert policy.validate(ml1m.valid) == pytest.approx(best)
 
 
+def test_a_time_budget_stops_training_at_the_first_evaluation_past_it(sample_view):
+    policy = make_policy("bpr", seed=0, progress=False, epochs=40, eval_every=2, max_seconds=0).fit(sample_view)
+    assert [entry["epoch"] for entry in policy.history] == [2]
+
+
 def test_bpr_refuses_users_it_never_saw(ml1m):
     policy = make_policy("bpr", progress=False, epochs=1, eval_every=1).fit(ml1m.train("sample"))
     unseen = np.setdiff1d(np.arange(ml1m.n_users), ml1m.test.users)[:3]
