@@ -1,7 +1,7 @@
 """Speed benchmarks, measured side by side in one run and reported as numbers and ratios (never asserted in tests).
 
 `classical`: building the ML-1M protocol from raw files, training SASRec_full (total and time to its best
-validation epoch), and replay scoring throughput in candidate lists per second.
+validation epoch, and its test NDCG@10 under a 3-minute budget), and replay scoring throughput in candidate lists/s.
 `llm`: prefill and decode tokens/s, batched vs one-call-per-prompt generation of ranking prompts, peak RSS.
 `env`: replay user-steps/s (single and vector env), and simulate mode with the LLM user agents: the batched vector
 env against the same users stepped one by one, with tokens per user-step.
