@@ -1,7 +1,8 @@
 """Speed benchmarks, measured side by side in one run and reported as numbers and ratios (never asserted in tests).
 
 `classical`: building the ML-1M protocol from raw files, training SASRec_full (total and time to its best
-validation epoch, and its test NDCG@10 under a 3-minute budget), and replay scoring throughput in candidate lists/s.
+validation epoch, and its test NDCG@10 under a 3-minute budget), and replay scoring throughput in candidate lists/s
+beside the ceiling this machine's matmul rate puts on it.
 `llm`: prefill and decode tokens/s, batched vs one-call-per-prompt generation of ranking prompts, peak RSS.
 `env`: replay user-steps/s (single and vector env), and simulate mode with the LLM user agents: the batched vector
 env against the same users stepped one by one, with tokens per user-step.
@@ -32,6 +33,7 @@ def classical_speed(dataset: str = "ml-1m", threads: int = 2, repeat: int = 20, 
     policy = make_policy("sasrec", seed=0, threads=threads)
     report["sasrec_full"] = _timed_fit(policy, protocol)
     report["sasrec_lists_per_second"] = _throughput(policy, protocol.test, repeat)
+    report["sasrec_scoring_ceiling"] = _scoring_ceiling(policy, protocol.test, threads)
     report[f"sasrec_full_{budget_seconds:g}s_budget"] = _timed_fit(
         make_policy("sasrec", seed=0, threads=threads, max_seconds=budget_seconds), protocol)
     pop = make_policy("pop").fit(protocol.train("full"))
@@ -51,6 +53,28 @@ def _timed_fit(policy, protocol) -> dict:
     return {"train_seconds": time.perf_counter() - started, "seconds_to_best_epoch": best["seconds"],
             "best_epoch": best["epoch"], "epochs_run": policy.history[-1]["epoch"],
             "test_ndcg@10": evaluate(policy, protocol).metrics["ndcg@10"]}
+
+
+def _scoring_ceiling(policy, cases: Cases, threads: int) -> dict:
+    """The lists/s scoring would reach if its matrix products (torch's FLOP counter; attention is not counted) ran
+    at this machine's fp32 matmul rate on a projection of the model's shape: an upper bound to read lists/s against."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        policy.score(cases)
+    flops_per_list = counter.get_total_flops() / len(cases)
+    torch.set_num_threads(threads)
+    dim = policy.config.dim
+    states, weight = torch.randn(4096, dim), torch.randn(3 * dim, dim)
+    torch.matmul(states, weight.T)  # warm-up
+    started, calls = time.perf_counter(), 50
+    for _ in range(calls):
+        torch.matmul(states, weight.T)
+    matmul_flops = calls * 2 * states.numel() * weight.shape[0] / (time.perf_counter() - started)
+    return {"mflop_per_list": flops_per_list / 1e6, "matmul_gflops": matmul_flops / 1e9,
+            "lists_per_second_at_matmul_rate": matmul_flops / flops_per_list}
 
 
 def recbole_side_by_side(protocol, python: str, epochs: int, threads: int) -> dict:

@@ -19,7 +19,8 @@ ol li.target{background:#ffe9a8;font-weight:600}table{border-collapse:collapse}t
 def write_trace_report(path: Path, title: str, traces: list[dict], targets: dict[int, int], item_text,
                        usage: dict) -> Path:
     """`targets` maps user → held-out item; `item_text` names an item id."""
-    counts = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(_number(v))}</td></tr>" for k, v in sorted(usage.items()))
+    counts = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(_number(v))}</td></tr>"
+                     for k, v in sorted(usage.items()))
     sections = [_user_section(trace, targets.get(trace["user"]), item_text) for trace in traces]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
             f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>"

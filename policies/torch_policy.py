@@ -35,9 +35,14 @@ class TrainConfig:
     patience: int = 10
     eval_every: int = 2
     max_seconds: float | None = None  # a training-time budget: stop at the first evaluation past it, keep the best
+    objective: str = "softmax"  # sequence policies: "softmax" over every item, or "bce" against one sampled negative
     threads: int = 2
     seed: int = 0
     progress: bool = True
+
+    def __post_init__(self):
+        if self.objective not in ("softmax", "bce"):
+            raise ValueError(f"unknown training objective {self.objective!r}; expected 'softmax' or 'bce'")
 
 
 class TorchPolicy(Policy):

