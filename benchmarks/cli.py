@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     speed.add_argument("--model", help="LLM spec for `llm` (default: embedded SmolLM2)")
     speed.add_argument("--threads", type=int, default=2)
     speed.add_argument("--users", type=int, default=16, help="`env`: simulated users stepped together")
+    speed.add_argument("--max-tokens", type=int, default=32,
+                       help="`llm`: tokens generated per prompt (192: a `<think>` rationale + ranking, as in GRPO)")
     speed.add_argument("--recbole-python", help="python of a venv with recbole==1.2.1 for the side-by-side run")
     speed.add_argument("--out", default="results")
     speed.set_defaults(func=_speed)
@@ -150,7 +152,7 @@ def _speed(args) -> int:
     elif args.kind == "env":
         report = env_speed(args.model, threads=args.threads, users=args.users, dataset=args.dataset)
     else:
-        report = llm_speed(args.model, threads=args.threads, dataset=args.dataset)
+        report = llm_speed(args.model, threads=args.threads, max_tokens=args.max_tokens, dataset=args.dataset)
     write_report(report, args.out, args.kind)
     return 0
 
