@@ -146,3 +146,20 @@ def test_llamacpp_backend_generates_from_the_embedded_gguf(smollm):
     for (completion,) in results:
         assert completion.text and completion.prompt_tokens > 5 and 0 < completion.completion_tokens <= 12
         assert len(completion.token_logprobs) == completion.completion_tokens
+
+
+def test_cached_option_scores_equal_a_full_forward_pass(smollm):
+    """The one-prefix-many-options shortcut must score exactly what a plain forward over prompt + option does."""
+    import torch
+
+    chat = [{"role": "user", "content": "Which movie will I watch next?"},
+            {"role": "assistant", "content": "You will most likely choose"}]
+    options = [" Toy Story (1995)", " Heat (1995)", " The Usual Suspects (1995) and more"]
+    (cached,) = smollm.score_continuations([chat], [options])
+    prefix = smollm.tokenizer(smollm.render(chat), add_special_tokens=False).input_ids
+    for option, score in zip(options, cached):
+        ids = smollm.tokenizer(option, add_special_tokens=False).input_ids
+        with torch.inference_mode():
+            logits = smollm.model(torch.tensor([prefix + ids])).logits[0, len(prefix) - 1: -1].float()
+        full = logits.log_softmax(-1).gather(-1, torch.tensor(ids)[:, None]).mean().item()
+        assert score == pytest.approx(full, abs=1e-4)

@@ -99,7 +99,7 @@ class TransformersLLM(LLM):
 
     def _score_options(self, prompt: str, texts: list[str]) -> list[float]:
         prefix = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(self.device)
-        first = self.model(prefix, use_cache=True)
+        first = self.model(prefix, use_cache=True, logits_to_keep=1)  # only the last position predicts an option
         ids = [self.tokenizer(text, add_special_tokens=False).input_ids or [self.tokenizer.eos_token_id]
                for text in texts]
         width = max(map(len, ids))
