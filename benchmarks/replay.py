@@ -6,6 +6,7 @@ seeds and writes a results folder (see `benchmarks.report`). Built-in and user p
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from policies.registry import make_policy, policy_name
 from starec_env.metrics import check_scores, summarize, target_ranks
-from starec_env.protocol import Protocol, build_protocol, default_config
+from starec_env.protocol import Cases, Protocol, build_protocol, default_config
 
 
 @dataclass
@@ -37,14 +38,22 @@ class EvalResult:
     seconds: float
 
 
-def evaluate(policy, protocol: Protocol, split: str = "test", n_users: int | None = None) -> EvalResult:
-    """Score the split's cases with `policy` and compute the metrics; invalid scores are a clear error."""
+def evaluate(policy, protocol: Protocol, split: str = "test", n_users: int | None = None,
+             partial: Path | None = None) -> EvalResult:
+    """Score the split's cases with `policy` and compute the metrics; invalid scores are a clear error.
+
+    With `partial` (policies with `state()`, i.e. LLM policies) users are scored in chunks and the scores so far
+    are saved there after each, so a killed run resumes at the first unscored chunk.
+    """
     cases = {"test": protocol.test, "valid": protocol.valid}[split]
     if n_users is not None:
         cases = cases.subset(slice(0, n_users))
     started = time.perf_counter()
-    scores = policy.score(cases)
-    seconds = time.perf_counter() - started
+    if partial is None:
+        scores, earlier = policy.score(cases), 0.0
+    else:
+        scores, earlier = score_resumably(policy, cases, partial)
+    seconds = time.perf_counter() - started + earlier
     try:
         scores = check_scores(scores, cases.candidates.shape)
     except ValueError as error:
@@ -54,11 +63,44 @@ def evaluate(policy, protocol: Protocol, split: str = "test", n_users: int | Non
     return EvalResult(ranks, summarize(ranks), seconds)
 
 
+def score_resumably(policy, cases: Cases, partial: Path, chunk: int | None = None) -> tuple[np.ndarray, float]:
+    """Scores of all `cases`, continuing from `partial` (JSON: users done, their scores, the policy's state and the
+    seconds spent); returns (scores, seconds of earlier runs). Chunks are whole batches, so a resumed run draws the
+    same per-batch random numbers as an uninterrupted one."""
+    chunk = chunk or 4 * getattr(policy, "batch_users", 16)
+    saved = json.loads(partial.read_text()) if partial.is_file() else {"users": [], "scores": [], "seconds": 0.0}
+    done = len(saved["users"])
+    if saved["users"] != cases.users[:done].tolist() or saved.get("policy", policy.name) != policy.name:
+        raise ValueError(f"{partial} holds {saved.get('policy')!r} scores for other users than this run's; "
+                         "delete it to score this row from the start")
+    if done:
+        policy.load_state(saved["state"])
+    blocks = [np.asarray(saved["scores"], dtype=float).reshape(done, cases.candidates.shape[1])]
+    started = time.perf_counter()
+    with tqdm(total=len(cases), initial=done, desc=policy.name, unit="user") as bar:
+        for start in range(done, len(cases), chunk):
+            blocks.append(np.asarray(policy.score(cases.subset(slice(start, start + chunk))), dtype=float))
+            scored = np.concatenate(blocks)
+            _write_atomically(partial, {"policy": policy.name, "users": cases.users[:len(scored)].tolist(),
+                                        "scores": scored.tolist(), "state": policy.state(),
+                                        "seconds": saved["seconds"] + time.perf_counter() - started})
+            bar.update(len(blocks[-1]))
+    return np.concatenate(blocks), saved["seconds"]
+
+
+def _write_atomically(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps(payload))
+    scratch.replace(path)  # a kill mid-write leaves the previous chunk's file intact
+
+
 def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[dict], list[dict], Path]:
     """Train + evaluate every (policy, view, seed); returns (rows, protocol records, results folder).
 
     Results are rewritten after every row, and a run given an existing folder (`--resume`) skips the rows it
-    already holds, so a killed run loses at most the row in progress.
+    already holds; an LLM row also saves its scores every few batches (`partial/`), so a killed run loses at most
+    those batches.
     """
     from benchmarks.report import load_rows, new_results_dir, write_results
 
@@ -103,11 +145,16 @@ def _run_one(spec: str, view: str, seed: int, protocol: Protocol, config: BenchC
     if callable(getattr(policy, "fit", None)):
         policy.fit(protocol.train(view))
     train_seconds = time.perf_counter() - started
-    result = evaluate(policy, protocol, n_users=config.n_users)
+    partial = out / "partial" / f"{spec}_{view}_seed{seed}.json" if callable(getattr(policy, "state", None)) else None
+    result = evaluate(policy, protocol, n_users=config.n_users, partial=partial)
     name = policy_name(policy, spec)
     if callable(getattr(policy, "save", None)):
         policy.save(out / "checkpoints" / f"{name}_{view}_seed{seed}.safetensors")
     usage = _llm_usage(policy, protocol, out / "traces" / f"{name}_seed{seed}.html", len(result.ranks))
+    if partial is not None:
+        partial.unlink()  # the row is complete: its results live in results.json from here on
+        if not any(partial.parent.iterdir()):
+            partial.parent.rmdir()
     return {**usage, "policy": name, "view": view if learns else "-", "seed": seed, "spec": spec, "view_asked": view,
             "users": len(result.ranks),
             **result.metrics, "train_seconds": round(train_seconds, 3), "eval_seconds": round(result.seconds, 4),

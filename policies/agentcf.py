@@ -60,6 +60,16 @@ class AgentCFPolicy(LLMPolicy):
             self.trace(memory.user, row, score, summary=memory.summary, reflections=memory.reflections)
         return np.asarray(scores)
 
+    def state(self) -> dict:
+        """Scoring state plus every agent's memory: later users depend on what earlier ones taught the items."""
+        return {**super().state(), "users": [m.to_dict() for m in self.users.values()],
+                "items": {str(item): text for item, text in self.items.items()}}
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.users = {m["user"]: Memory.from_dict(m) for m in state["users"]}
+        self.items = {int(item): text for item, text in state["items"].items()}
+
     def describe(self, item: int) -> str:
         """An item as its agent knows it: title, plus what it learned from users."""
         learned = self.items.get(int(item))

@@ -3,6 +3,7 @@
 `usage` counts answers by parse status ("ok", "partial", "failed"), the LLM's tokens (read, written and scored,
 including slow thinking) and seconds, so the benchmark can report
 parse-failure rates and cost per user; `traces` keeps, per user, what the model saw and said, for the HTML report.
+Both are the policy's `state()`, which the benchmark saves between chunks of users so a killed row resumes.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class LLMPolicy(Policy):
         started, before = time.perf_counter(), sum(self.llm.tokens.values())
         blocks = [self.score_batch(cases.subset(slice(start, start + self.batch_users)))
                   for start in tqdm(range(0, len(cases), self.batch_users), desc=self.name, unit="batch",
-                                    disable=not self.progress)]
+                                    disable=not self.progress, leave=False)]
         self.usage["users"] += len(cases)
         self.usage["seconds"] += time.perf_counter() - started
         self.usage["tokens"] += sum(self.llm.tokens.values()) - before
@@ -47,6 +48,13 @@ class LLMPolicy(Policy):
 
     def score_batch(self, cases: Cases) -> np.ndarray:
         raise NotImplementedError
+
+    def state(self) -> dict:
+        """What scoring has accumulated, as plain JSON: a long benchmark row saves it to resume after a kill."""
+        return {"usage": dict(self.usage), "traces": self.traces}
+
+    def load_state(self, state: dict) -> None:
+        self.usage, self.traces = Counter(state["usage"]), list(state["traces"])
 
     # ------------------------------------------------------------------------------------------------ helpers
     def profile(self, user: int) -> str:

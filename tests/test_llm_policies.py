@@ -1,7 +1,9 @@
 """LLM policies on real ML-1M cases with the real SmolLM2 (a few users, short outputs), and their trace report."""
 
+import json
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 
 from agents.llm import LLM, Completion, Sampling
 from agents.llm.constraints import allowed_next
-from benchmarks.replay import BenchConfig, run_benchmark
+from benchmarks.replay import BenchConfig, run_benchmark, score_resumably
 from policies.llmrank import LLMRankPolicy
 from policies.starec import STARecPolicy
 
@@ -126,6 +128,39 @@ def test_agentcf_reflection_rewrites_user_and_item_memories(smollm):
     changed = [r for m in policy.users.values() for r in m.reflections]
     assert len(changed) == policy.usage["train_wrong"] and all(r["after"] != r["before"] for r in changed)
     assert policy.items and all(text.startswith("suits people who") for text in policy.items.values())
+    resumed = AgentCFPolicy(smollm, progress=False)  # what a resumed benchmark row starts from
+    resumed.load_state(json.loads(json.dumps(policy.state())))
+    assert resumed.users == policy.users and resumed.items == policy.items and resumed.usage == policy.usage
+
+
+class Scorer(Reader):
+    """Scores each option by its length (deterministic, so two runs must agree) and keeps the prompts."""
+
+    def score_continuations(self, chats, options):
+        self.prompts += [chat[-2]["content"] for chat in chats]
+        return [[float(len(option) % 7) for option in row] for row in options]
+
+
+def test_a_killed_llm_row_resumes_at_its_first_unscored_chunk(ml1m, tmp_path):
+    cases, partial = ml1m.test.subset(slice(0, 5)), tmp_path / "partial.json"
+
+    def policy(llm):
+        return STARecPolicy(llm, reflect_steps=0, batch_users=1, progress=False).fit(ml1m.train("full"))
+
+    uninterrupted, _ = score_resumably(policy(Scorer()), cases, tmp_path / "whole.json", chunk=2)
+    killed = policy(Scorer())
+    killed.score_batch = lambda batch, real=killed.score_batch: (
+        real(batch) if batch.users[0] in cases.users[:2] else sys.exit("killed"))
+    with pytest.raises(SystemExit):
+        score_resumably(killed, cases, partial, chunk=2)
+    assert json.loads(partial.read_text())["users"] == cases.users[:2].tolist()
+    llm = Scorer()
+    scores, earlier = score_resumably(policy(llm), cases, partial, chunk=2)
+    assert len(llm.prompts) == 3 and earlier > 0  # only users 3-5 were scored again
+    assert np.array_equal(scores, uninterrupted)
+    assert json.loads(partial.read_text())["state"]["usage"]["users"] == 5
+    with pytest.raises(ValueError, match="other users"):
+        score_resumably(policy(Scorer()), ml1m.test.subset(slice(5, 8)), partial, chunk=2)
 
 
 def test_retrieval_picks_the_past_reflection_closest_to_the_candidates(smollm):
