@@ -25,5 +25,9 @@ test: setup
 
 POLICIES ?= random,pop,bpr,gru4rec,sasrec
 SEEDS ?= 0
+# the STARec agent on the embedded SmolLM2 (slow thinking included): ~45 s per user on this CPU, so a few users
+LLM_POLICIES ?= starec
+LLM_USERS ?= 32
 bench: setup
 	$(VENV)/bin/starec bench --dataset $(DATASET) --policies $(POLICIES) --train full,sample --seeds $(SEEDS)
+	$(VENV)/bin/starec bench --dataset $(DATASET) --policies $(LLM_POLICIES) --seeds $(SEEDS) --users $(LLM_USERS)
