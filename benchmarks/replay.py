@@ -71,8 +71,8 @@ def score_resumably(policy, cases: Cases, partial: Path, chunk: int | None = Non
     saved = json.loads(partial.read_text()) if partial.is_file() else {"users": [], "scores": [], "seconds": 0.0}
     done = len(saved["users"])
     if saved["users"] != cases.users[:done].tolist() or saved.get("policy", policy.name) != policy.name:
-        raise ValueError(f"{partial} holds {saved.get('policy')!r} scores for other users than this run's; "
-                         "delete it to score this row from the start")
+        raise ValueError(f"{partial} holds scores from another run (policy {saved.get('policy')!r}, other users or "
+                         "another policy than this run's); delete it to score this row from the start")
     if done:
         policy.load_state(saved["state"])
     blocks = [np.asarray(saved["scores"], dtype=float).reshape(done, cases.candidates.shape[1])]

@@ -159,7 +159,7 @@ def test_a_killed_llm_row_resumes_at_its_first_unscored_chunk(ml1m, tmp_path):
     assert len(llm.prompts) == 3 and earlier > 0  # only users 3-5 were scored again
     assert np.array_equal(scores, uninterrupted)
     assert json.loads(partial.read_text())["state"]["usage"]["users"] == 5
-    with pytest.raises(ValueError, match="other users"):
+    with pytest.raises(ValueError, match="another run"):
         score_resumably(policy(Scorer()), ml1m.test.subset(slice(5, 8)), partial, chunk=2)
 
 
