@@ -74,15 +74,15 @@ def test_likelihood_prompt_names_no_candidates_but_the_evidence(ml1m):
 
 def test_llmrank_ranks_real_cases(ml1m, smollm):
     policy = LLMRankPolicy(smollm, bootstrap=2, progress=False).fit(ml1m.train("full"))
-    scores = policy.score(ml1m.test.subset(slice(0, 2)))
-    assert scores.shape == (2, 20) and np.isfinite(scores).all()
-    assert policy.usage["parse_ok"] == 4 and len(policy.traces) == 2  # constrained: every answer parses
+    scores = policy.score(ml1m.test.subset(slice(0, 1)))
+    assert scores.shape == (1, 20) and np.isfinite(scores).all()
+    assert policy.usage["parse_ok"] == 2 and len(policy.traces) == 1  # constrained: every answer parses
 
 
 def test_starec_slow_thinking_rewrites_the_summary(ml1m, smollm):
-    policy = STARecPolicy(smollm, reflect_steps=2, summary_tokens=24, reflection_tokens=24, progress=False)
-    scores = policy.fit(ml1m.train("full")).score(ml1m.test.subset(slice(0, 2)))
-    assert scores.shape == (2, 20) and np.isfinite(scores).all()
+    policy = STARecPolicy(smollm, reflect_steps=2, summary_tokens=16, reflection_tokens=16, progress=False)
+    scores = policy.fit(ml1m.train("full")).score(ml1m.test.subset(slice(0, 1)))
+    assert scores.shape == (1, 20) and np.isfinite(scores).all()
     reflections = [r for trace in policy.traces for r in trace["reflections"]]
     assert reflections and all(r["after"] != r["before"] for r in reflections)
     for trace in policy.traces:  # the test case is ranked with the summary the last reflection wrote
@@ -122,9 +122,9 @@ def test_agentcf_reflection_rewrites_user_and_item_memories(smollm):
 
     protocol = build_protocol("agentcf-cds")
     policy = AgentCFPolicy(smollm, train_steps=2, description_tokens=16, progress=False).fit(protocol.train("full"))
-    scores = policy.score(protocol.test.subset(slice(0, 3)))
-    assert scores.shape == (3, 10) and np.isfinite(scores).all()
-    assert policy.usage["train_choices"] == 6 and policy.usage["train_wrong"] > 0
+    scores = policy.score(protocol.test.subset(slice(0, 2)))
+    assert scores.shape == (2, 10) and np.isfinite(scores).all()
+    assert policy.usage["train_choices"] == 4 and policy.usage["train_wrong"] > 0
     changed = [r for m in policy.users.values() for r in m.reflections]
     assert len(changed) == policy.usage["train_wrong"] and all(r["after"] != r["before"] for r in changed)
     assert policy.items and all(text.startswith("suits people who") for text in policy.items.values())

@@ -31,10 +31,10 @@ def test_candidates_are_target_plus_unrated_negatives(ml1m, data_dir):
     assert cases.candidates.shape == (1_000, 20)
     assert all(len(set(row)) == 20 for row in cases.candidates)
     assert (cases.targets == np.array([ml1m.sequences[u][-1] for u in cases.users])).all()
-    raw = load_dataset("ml-1m").interactions
+    data = load_dataset("ml-1m")
+    raw = data.interactions
     raw_item = dict(zip(ml1m.items["raw_id"], ml1m.items["item_id"]))
     raw_user = dict(zip(ml1m.users["raw_id"], ml1m.users["user_id"]))
-    data = load_dataset("ml-1m")
     rated = raw.assign(user=data.users["raw_id"].to_numpy()[raw["user_id"]],
                        item=data.items["raw_id"].to_numpy()[raw["item_id"]])
     rated = rated[rated["item"].isin(raw_item) & rated["user"].isin(raw_user)]

@@ -1,6 +1,7 @@
 """Distillation screening, and a few real SFT and GRPO optimizer steps on SmolLM2 with env prompts and rewards."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -58,11 +59,11 @@ def cases(ml1m):
 
 @pytest.fixture(scope="module")
 def reflections(ml1m, smollm):
-    return reflection_cases(ml1m, smollm, users=4, seed=3)
+    return reflection_cases(ml1m, smollm, users=2, seed=3)
 
 
 def test_reflection_cases_are_misses_followed_by_the_next_training_round(ml1m, reflections):
-    assert reflections, "SmolLM2's top pick should miss at least one of four users"
+    assert reflections, "SmolLM2's top pick should miss at least one of two users"
     for case in reflections:
         sequence = [int(i) for i in ml1m.sequences[case.user]]
         follow_up = case.follow_up
@@ -117,7 +118,7 @@ def test_distill_appends_and_resumes(ml1m, tmp_path):
 
 
 def test_distill_writes_screened_reflection_traces(ml1m, smollm, reflections, tmp_path):
-    config = DistillConfig(users=1, reflection_users=4, seed=3, ndcg_threshold=0.0, max_attempts=2)
+    config = DistillConfig(users=1, reflection_users=2, seed=3, ndcg_threshold=0.0, max_attempts=2)
     counts = distill(ml1m, config, tmp_path, teacher=ScriptedTeacher(GOOD, llm=smollm, reflection=REFLECTION))
     lines = [json.loads(line) for line in (tmp_path / "reflections.jsonl").open()]
     assert counts["reflections"]["kept"] == len(lines) == len(reflections)
@@ -147,27 +148,36 @@ def _weights(folder):
     return load_file(str(next(folder.glob("*.safetensors"))))
 
 
-def test_sft_steps_change_weights_and_resume(traces, tmp_path, smollm, monkeypatch):
+@pytest.fixture(scope="module")
+def anchored(traces, smollm, tmp_path_factory):
+    """Three SFT steps, then a rerun to four that resumes: shared by the SFT and GRPO tests, as CPU steps are slow."""
     import trainers.sft as module
 
+    out, resumed_from = tmp_path_factory.mktemp("sft"), []
     before = {k: v.clone() for k, v in smollm.model.state_dict().items()}
-    final = sft(traces, tmp_path, SFTRunConfig(steps=2, batch_size=2, save_every=1, learning_rate=1e-4))
-    after = _weights(final)
+    config = SFTRunConfig(steps=3, batch_size=2, save_every=3, learning_rate=5e-4)  # enough to learn the format
+    after_three = _weights(sft(traces, out, config))
+    with pytest.MonkeyPatch.context() as patch:
+        original = module.last_checkpoint
+        patch.setattr(module, "last_checkpoint", lambda folder: resumed_from.append(original(folder)) or
+                      resumed_from[-1])
+        final = sft(traces, out, replace(config, steps=4))
+    return {"out": out, "before": before, "after_three": after_three, "resumed_from": resumed_from, "final": final}
+
+
+def test_sft_steps_change_weights_and_resume(anchored):
+    before, after = anchored["before"], anchored["after_three"]
     assert any(not torch.equal(before[k], after[k]) for k in after if k in before)
-    losses = [row["loss"] for row in json.loads((tmp_path / "checkpoints" / "checkpoint-2" /
-                                                  "trainer_state.json").read_text())["log_history"] if "loss" in row]
-    assert len(losses) == 2 and np.isfinite(losses).all()
-    resumed_from = []
-    original = module.last_checkpoint
-    monkeypatch.setattr(module, "last_checkpoint", lambda folder: resumed_from.append(original(folder)) or
-                        resumed_from[-1])
-    sft(traces, tmp_path, SFTRunConfig(steps=3, batch_size=2, save_every=1, learning_rate=1e-4))
-    state = json.loads((tmp_path / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
-    assert resumed_from[0].endswith("checkpoint-2") and state["global_step"] == 3
+    checkpoints = anchored["out"] / "checkpoints"
+    losses = [row["loss"] for row in json.loads((checkpoints / "checkpoint-3" / "trainer_state.json").read_text())
+              ["log_history"] if "loss" in row]
+    assert len(losses) == 3 and np.isfinite(losses).all()
+    state = json.loads((checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
+    assert anchored["resumed_from"][0].endswith("checkpoint-3") and state["global_step"] == 4
 
 
-def test_grpo_steps_with_env_rewards_change_weights(ml1m, traces, tmp_path):
-    start = sft(traces, tmp_path / "sft", SFTRunConfig(steps=3, batch_size=2, learning_rate=5e-4))  # learns the format
+def test_grpo_steps_with_env_rewards_change_weights(ml1m, anchored, tmp_path):
+    start = anchored["final"]
     config = GRPORunConfig(steps=1, generations=8, prompts_per_step=1, max_completion_length=64, users=4,
                            reflection_users=2, learning_rate=1e-4, temperature=1.0)
     final = grpo(str(start), ml1m, tmp_path / "grpo", config)
