@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from policies.registry import make_policy, policy_name
+from policies.registry import check_options, make_policy, policy_name
 from starec_env.metrics import check_scores, summarize, target_ranks
 from starec_env.protocol import Cases, Protocol, build_protocol, default_config
 
@@ -104,6 +104,7 @@ def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[di
     """
     from benchmarks.report import load_rows, new_results_dir, write_results
 
+    check_options(config.policies, config.policy_options)
     out = out or new_results_dir(config.out, config.dataset)
     rows, records = load_rows(out), []
     done = {(row["spec"], row["view_asked"], row["seed"]) for row in rows}

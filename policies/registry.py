@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 
@@ -42,8 +43,23 @@ def make_policy(spec: str, seed: int = 0, **options) -> Policy:
     return policy
 
 
+def check_options(specs: list[str] | tuple[str, ...], options: dict) -> None:
+    """Every option must be taken by at least one of the run's policies: a misspelt one fails before hours of work."""
+    taken: set[str] = set()
+    for spec in specs:
+        accepted = _accepted_options(policy_class(spec))
+        if accepted is None:
+            return
+        taken |= accepted
+    unknown = sorted(set(options) - taken)
+    if unknown:
+        raise ValueError(f"option(s) {unknown} are taken by none of the policies {list(specs)}; "
+                         f"they take: {sorted(taken - {'seed'})}")
+
+
 def _accepted_options(cls: type) -> set[str] | None:
-    """Constructor parameters, following `**options` up the class hierarchy; None if anything is accepted."""
+    """Constructor parameters, following `**options` up the class hierarchy (into a training config's fields, where
+    `**overrides` end in one); None if anything is accepted."""
     names: set[str] = set()
     for klass in cls.__mro__[:-1]:  # object's own __init__ takes nothing
         if "__init__" not in klass.__dict__:
@@ -52,6 +68,9 @@ def _accepted_options(cls: type) -> set[str] | None:
         names |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             return names
+        defaults = getattr(klass, "defaults", None)
+        if dataclasses.is_dataclass(defaults):
+            return names | {field.name for field in dataclasses.fields(defaults)}
     return None if names or cls.__init__ is not object.__init__ else names
 
 

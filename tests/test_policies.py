@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from benchmarks.replay import evaluate
-from policies.registry import make_policy
+from policies.registry import check_options, make_policy
 from policies.sequence import left_aligned
 
 QUICK = {"bpr": {"epochs": 10, "eval_every": 5}, "gru4rec": {"epochs": 2, "eval_every": 1},
@@ -29,6 +29,14 @@ def test_sasrec_trains_with_one_sampled_negative_too(ml1m, sample_view):
     assert evaluate(policy, ml1m).metrics["ndcg@10"] > random + 0.1
     with pytest.raises(ValueError, match="unknown training objective 'bpr'"):
         make_policy("sasrec", objective="bpr")
+
+
+def test_options_reach_only_the_policies_that_take_them():
+    bpr = make_policy("bpr", epochs=3, batch_users=4, model="hf:elsewhere")  # LLM options in a mixed run
+    assert bpr.config.epochs == 3
+    check_options(["pop", "bpr", "agentcf"], {"epochs": 3, "batch_users": 4, "model": "hf:elsewhere"})
+    with pytest.raises(ValueError, match=r"\['reflect_step'\] are taken by none"):
+        check_options(["bpr", "starec"], {"reflect_step": 0})
 
 
 def test_same_seed_same_results(ml1m, sample_view):
