@@ -54,7 +54,7 @@ REFLECTION = ("Reflection: the user chose {target} because it is a classic.\n" +
 
 @pytest.fixture(scope="module")
 def cases(ml1m):
-    return training_cases(ml1m, users=4, seed=3)
+    return training_cases(ml1m, users=4, seed=3, history=5)  # short prompts: a CPU optimizer step costs per token
 
 
 @pytest.fixture(scope="module")
@@ -137,8 +137,8 @@ def traces(cases, tmp_path_factory):
     path = tmp_path_factory.mktemp("traces") / "traces.jsonl"
     rng = np.random.default_rng(0)
     with path.open("w") as sink:
-        for case in cases:  # varied teacher orders: the student learns the format, not one fixed list
-            order = ", ".join(str(i) for i in rng.permutation(20) + 1)
+        for case in cases:  # varied teacher orders (top 5: short completions): the student learns the format
+            order = ", ".join(str(i) for i in rng.permutation(20)[:5] + 1)
             sink.write(json.dumps({"prompt": case.chat, "completion": f"<think>They like dramas.</think>\n[{order}]",
                                    "accepted": True}) + "\n")
     return path
@@ -150,36 +150,36 @@ def _weights(folder):
 
 @pytest.fixture(scope="module")
 def anchored(traces, smollm, tmp_path_factory):
-    """Three SFT steps, then a rerun to four that resumes: shared by the SFT and GRPO tests, as CPU steps are slow."""
+    """Two SFT steps, then a rerun to three that resumes: shared by the SFT and GRPO tests, as CPU steps are slow."""
     import trainers.sft as module
 
     out, resumed_from = tmp_path_factory.mktemp("sft"), []
     before = {k: v.clone() for k, v in smollm.model.state_dict().items()}
-    config = SFTRunConfig(steps=3, batch_size=2, save_every=3, learning_rate=5e-4)  # enough to learn the format
-    after_three = _weights(sft(traces, out, config))
+    config = SFTRunConfig(steps=2, batch_size=2, save_every=2, learning_rate=5e-4)  # enough to learn the format
+    after_two = _weights(sft(traces, out, config))
     with pytest.MonkeyPatch.context() as patch:
         original = module.last_checkpoint
         patch.setattr(module, "last_checkpoint", lambda folder: resumed_from.append(original(folder)) or
                       resumed_from[-1])
-        final = sft(traces, out, replace(config, steps=4))
-    return {"out": out, "before": before, "after_three": after_three, "resumed_from": resumed_from, "final": final}
+        final = sft(traces, out, replace(config, steps=3))
+    return {"out": out, "before": before, "after_two": after_two, "resumed_from": resumed_from, "final": final}
 
 
 def test_sft_steps_change_weights_and_resume(anchored):
-    before, after = anchored["before"], anchored["after_three"]
+    before, after = anchored["before"], anchored["after_two"]
     assert any(not torch.equal(before[k], after[k]) for k in after if k in before)
     checkpoints = anchored["out"] / "checkpoints"
-    losses = [row["loss"] for row in json.loads((checkpoints / "checkpoint-3" / "trainer_state.json").read_text())
+    losses = [row["loss"] for row in json.loads((checkpoints / "checkpoint-2" / "trainer_state.json").read_text())
               ["log_history"] if "loss" in row]
-    assert len(losses) == 3 and np.isfinite(losses).all()
-    state = json.loads((checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
-    assert anchored["resumed_from"][0].endswith("checkpoint-3") and state["global_step"] == 4
+    assert len(losses) == 2 and np.isfinite(losses).all()
+    state = json.loads((checkpoints / "checkpoint-3" / "trainer_state.json").read_text())
+    assert anchored["resumed_from"][0].endswith("checkpoint-2") and state["global_step"] == 3
 
 
 def test_grpo_steps_with_env_rewards_change_weights(ml1m, anchored, tmp_path):
     start = anchored["final"]
-    config = GRPORunConfig(steps=1, generations=8, prompts_per_step=1, max_completion_length=64, users=4,
-                           reflection_users=2, learning_rate=1e-4, temperature=1.0)
+    config = GRPORunConfig(steps=1, generations=4, prompts_per_step=1, max_completion_length=32, users=4,
+                           reflection_users=2, history=5, learning_rate=1e-4, temperature=1.0)
     final = grpo(str(start), ml1m, tmp_path / "grpo", config)
     before, after = _weights(start), _weights(final)
     assert any(not torch.equal(before[k], after[k]) for k in after)

@@ -40,6 +40,7 @@ class GRPORunConfig:
     save_every: int = 10
     users: int = 40  # users whose last training round is a ranking prompt
     reflection_users: int = 48  # users whose feedback loop is replayed; each miss is a reflection prompt
+    history: int = 20  # most recent training items shown in a prompt
     seed: int = 1  # a different draw of training users than distillation's
 
 
@@ -99,9 +100,9 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
     if group_batch % config.micro_batch:
         raise ValueError(f"micro_batch {config.micro_batch} must divide generations × prompts_per_step = {group_batch}")
     scorer = load_llm(f"hf:{model}")
-    reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed)
+    reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed, config.history)
     rows = [{"prompt": case.chat, "target_index": case.target_index, "n_candidates": len(case.candidates),
-             "reflection": -1} for case in training_cases(protocol, config.users, config.seed)]
+             "reflection": -1} for case in training_cases(protocol, config.users, config.seed, history=config.history)]
     rows += [{"prompt": case.chat, "target_index": -1, "n_candidates": 0, "reflection": i}
              for i, case in enumerate(reflections)]
     dataset = Dataset.from_list(rows)
@@ -112,8 +113,8 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
                       temperature=config.temperature, max_completion_length=config.max_completion_length,
                       logging_steps=1, save_steps=config.save_every, save_total_limit=2, report_to="none",
                       **hardware(), seed=config.seed, disable_tqdm=False)
-    trainer = GRPOTrainer(model=model, reward_funcs=[ranking_reward, MemoryReward(scorer, protocol, reflections)],
-                          args=args, train_dataset=dataset)
+    rewards = [ranking_reward, MemoryReward(scorer, protocol, reflections, config.history)]
+    trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset)
     trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
     final = out / "final"
     save_merged(trainer, final)
