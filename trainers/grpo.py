@@ -98,7 +98,8 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
 
     group_batch = config.generations * config.prompts_per_step
     if group_batch % config.micro_batch:
-        raise ValueError(f"micro_batch {config.micro_batch} must divide generations × prompts_per_step = {group_batch}")
+        raise ValueError(f"micro_batch {config.micro_batch} must divide "
+                         f"generations × prompts_per_step = {group_batch}")
     scorer = load_llm(f"hf:{model}")
     reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed, config.history)
     rows = [{"prompt": case.chat, "target_index": case.target_index, "n_candidates": len(case.candidates),
