@@ -81,7 +81,8 @@ def test_replay_vector_env_equals_single_envs(ml1m):
     assert not terminated.any() and not rewards.any()
 
 
-SMALL_AGENT = {"summary_tokens": 8, "choice_tokens": 8, "reflection_tokens": 8}  # short outputs: CI runs on a CPU
+# short prompts and outputs: CI runs on a CPU
+SMALL_AGENT = {"summary_tokens": 8, "choice_tokens": 8, "reflection_tokens": 8, "history_shown": 3}
 
 
 def test_simulate_mode_passes_check_env_and_runs_a_full_episode(ml1m, smollm):

@@ -6,6 +6,7 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import torch
 
 from agents.llm import LLMError, Sampling, load_llm
 from agents.llm.embedded import GGUF_MEMBER, default_model_dir, extract_gguf
@@ -150,8 +151,6 @@ def test_llamacpp_backend_generates_from_the_embedded_gguf(smollm):
 
 def test_cached_option_scores_equal_a_full_forward_pass(smollm):
     """The one-prefix-many-options shortcut must score exactly what a plain forward over prompt + option does."""
-    import torch
-
     chat = [{"role": "user", "content": "Which movie will I watch next?"},
             {"role": "assistant", "content": "You will most likely choose"}]
     options = [" Toy Story (1995)", " Heat (1995)", " The Usual Suspects (1995) and more"]
@@ -163,3 +162,16 @@ def test_cached_option_scores_equal_a_full_forward_pass(smollm):
             logits = smollm.model(torch.tensor([prefix + ids])).logits[0, len(prefix) - 1: -1].float()
         full = logits.log_softmax(-1).gather(-1, torch.tensor(ids)[:, None]).mean().item()
         assert score == pytest.approx(full, abs=1e-4)
+
+
+def test_bfloat16_by_name_ranks_like_float32(smollm):
+    """`dtype="bfloat16"` (several times faster on AMX / AVX512-BF16 CPUs) keeps the likelihood order of float32."""
+    chat = [{"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "The capital of France is"}]
+    options = [[" Paris.", " London.", " a small fish in the sea."]]
+    half = load_llm(f"hf:{default_model_dir()}", dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16
+    (fast,), (exact,) = half.score_continuations([chat], options), smollm.score_continuations([chat], options)
+    assert sorted(range(3), key=fast.__getitem__) == sorted(range(3), key=exact.__getitem__)
+    with pytest.raises(LLMError, match="floating-point type"):
+        load_llm(f"hf:{default_model_dir()}", dtype="int8")

@@ -121,7 +121,8 @@ def test_agentcf_reflection_rewrites_user_and_item_memories(smollm):
     from starec_env.protocol import build_protocol
 
     protocol = build_protocol("agentcf-cds")
-    policy = AgentCFPolicy(smollm, train_steps=2, description_tokens=16, progress=False).fit(protocol.train("full"))
+    policy = AgentCFPolicy(smollm, train_steps=2, description_tokens=16, history_length=5,  # short prompts
+                           progress=False).fit(protocol.train("full"))
     scores = policy.score(protocol.test.subset(slice(0, 2)))
     assert scores.shape == (2, 10) and np.isfinite(scores).all()
     assert policy.usage["train_choices"] == 4 and policy.usage["train_wrong"] > 0

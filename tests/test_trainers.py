@@ -59,7 +59,7 @@ def cases(ml1m):
 
 @pytest.fixture(scope="module")
 def reflections(ml1m, smollm):
-    return reflection_cases(ml1m, smollm, users=2, seed=3)
+    return reflection_cases(ml1m, smollm, users=2, seed=3, history=5)
 
 
 def test_reflection_cases_are_misses_followed_by_the_next_training_round(ml1m, reflections):
@@ -118,7 +118,7 @@ def test_distill_appends_and_resumes(ml1m, tmp_path):
 
 
 def test_distill_writes_screened_reflection_traces(ml1m, smollm, reflections, tmp_path):
-    config = DistillConfig(users=1, reflection_users=2, seed=3, ndcg_threshold=0.0, max_attempts=2)
+    config = DistillConfig(users=1, reflection_users=2, seed=3, ndcg_threshold=0.0, max_attempts=2, history=5)
     counts = distill(ml1m, config, tmp_path, teacher=ScriptedTeacher(GOOD, llm=smollm, reflection=REFLECTION))
     lines = [json.loads(line) for line in (tmp_path / "reflections.jsonl").open()]
     assert counts["reflections"]["kept"] == len(lines) == len(reflections)

@@ -18,7 +18,7 @@ from agents.llm.constraints import LabelListProcessor
 
 
 class TransformersLLM(LLM):
-    def __init__(self, model: str, device: str | None = None, dtype: torch.dtype | None = None,
+    def __init__(self, model: str, device: str | None = None, dtype: torch.dtype | str | None = None,
                  batch_size: int = 16, threads: int | None = None, trust_remote_code: bool = False):
         if Path(model).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
@@ -27,6 +27,8 @@ class TransformersLLM(LLM):
         self.batch_size = batch_size
         if threads:
             torch.set_num_threads(threads)
+        if isinstance(dtype, str):
+            dtype = _torch_dtype(dtype)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
@@ -117,3 +119,10 @@ class TransformersLLM(LLM):
         predicted = torch.cat([first.logits[:, -1:].expand(len(ids), 1, -1), logits[:, :-1]], 1).float()
         logprobs = predicted.log_softmax(-1).gather(-1, tokens[..., None])[..., 0] * mask
         return (logprobs.sum(1) / mask.sum(1)).tolist()
+
+
+def _torch_dtype(name: str) -> torch.dtype:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise LLMError(f"dtype must name a torch floating-point type such as 'float32' or 'bfloat16', got {name!r}")
+    return dtype
