@@ -25,8 +25,10 @@ class LLMPolicy(Policy):
     def __init__(self, model: str | LLM | None = None, seed: int = 0, batch_users: int = 16, history_length: int = 20,
                  progress: bool = True, dtype: str | None = None):
         if isinstance(model, LLM):
+            if dtype:
+                raise ValueError(f"dtype={dtype!r} applies to a model loaded from a spec, not to an LLM already loaded")
             self.llm = model
-        else:  # dtype="bfloat16": a CPU with AMX / AVX512-BF16 reads prompts several times faster than in float32
+        else:  # dtype="bfloat16": on a CPU with AMX / AVX512-BF16, 1.6× faster than float32 in STARec's CDs row
             self.llm = load_llm(model, **({"dtype": dtype} if dtype else {}))
         self.seed, self.batch_users, self.history_length, self.progress = seed, batch_users, history_length, progress
         self.usage: Counter = Counter()

@@ -165,7 +165,7 @@ def test_cached_option_scores_equal_a_full_forward_pass(smollm):
 
 
 def test_bfloat16_by_name_ranks_like_float32(smollm):
-    """`dtype="bfloat16"` (several times faster on AMX / AVX512-BF16 CPUs) keeps the likelihood order of float32."""
+    """`dtype="bfloat16"` (faster on AMX / AVX512-BF16 CPUs) keeps the likelihood order of float32."""
     chat = [{"role": "user", "content": "What is the capital of France?"},
             {"role": "assistant", "content": "The capital of France is"}]
     options = [[" Paris.", " London.", " a small fish in the sea."]]
