@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
 
     speed = commands.add_parser("speed", help="speed benchmarks (numbers and ratios, measured side by side)")
-    speed.add_argument("kind", choices=["classical", "llm", "env"])
+    speed.add_argument("kind", choices=["classical", "llm", "env", "train"])
     speed.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds"])
     speed.add_argument("--model", help="LLM spec for `llm` (default: embedded SmolLM2)")
     speed.add_argument("--threads", type=int, default=2)
@@ -145,10 +145,12 @@ def _bench(args) -> int:
 
 
 def _speed(args) -> int:
-    from benchmarks.speed import classical_speed, env_speed, llm_speed, write_report
+    from benchmarks.speed import classical_speed, env_speed, llm_speed, train_speed, write_report
 
     if args.kind == "classical":
         report = classical_speed(args.dataset, threads=args.threads, recbole_python=args.recbole_python)
+    elif args.kind == "train":
+        report = train_speed(args.dataset, threads=args.threads)
     elif args.kind == "env":
         report = env_speed(args.model, threads=args.threads, users=args.users, dataset=args.dataset)
     else:

@@ -6,6 +6,7 @@ beside the ceiling this machine's matmul rate puts on it.
 `llm`: prefill and decode tokens/s, batched vs one-call-per-prompt generation of ranking prompts, peak RSS.
 `env`: replay user-steps/s (single and vector env), and simulate mode with the LLM user agents: the batched vector
 env against the same users stepped one by one, with tokens per user-step.
+`train`: the student's SFT steps (TRL) and GRPO-style sampled rollouts, in float32 and under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -195,6 +196,66 @@ def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, round
     report["simulate_one_by_one"] = _simulated(one_by_one, time.perf_counter() - started)
     report["simulate_batched_speedup"] = (report["simulate_batched"]["user_steps_per_second"]
                                           / report["simulate_one_by_one"]["user_steps_per_second"])
+    return report
+
+
+def train_speed(dataset: str = "ml-1m", threads: int = 2, steps: int = 2, batch_size: int = 4, rollouts: int = 8,
+                rollout_tokens: int = 64) -> dict:
+    """Seconds per SFT step of the embedded SmolLM2 in float32 and under bfloat16 autocast, on the same traces (the
+    fast-thinking prompts of training cases, answered in the offline teacher's format with the real choice first),
+    then sampled rollouts of one prompt as GRPO draws them, in both precisions."""
+    import tempfile
+
+    import pandas as pd
+    import torch
+
+    from trainers.cases import training_cases
+    from trainers.sft import SFTRunConfig, model_path, sft
+
+    torch.set_num_threads(threads)
+    cases = training_cases(build_protocol(dataset), steps * batch_size, seed=0)
+    report = {"dataset": dataset, "threads": threads, "steps": steps, "batch_size": batch_size}
+    with tempfile.TemporaryDirectory() as scratch:
+        traces = Path(scratch) / "traces.jsonl"
+        traces.write_text("".join(json.dumps({"prompt": case.chat, "completion": _teacher_shaped(case),
+                                              "accepted": True}) + "\n" for case in cases))
+        for name, bf16 in (("float32", False), ("bf16_autocast", True)):
+            sft(traces, Path(scratch) / name, SFTRunConfig(steps=steps, batch_size=batch_size, save_every=steps,
+                                                           bf16=bf16))
+            log = pd.read_csv(Path(scratch) / name / "sft.csv")
+            report[f"sft_{name}"] = {"seconds_per_step": float(log["train_runtime"].dropna().iloc[0]) / steps,
+                                     "loss": log["loss"].dropna().round(4).tolist()}
+    report["sft_bf16_speedup"] = (report["sft_float32"]["seconds_per_step"]
+                                  / report["sft_bf16_autocast"]["seconds_per_step"])
+    report.update(_rollout_speed(model_path(None), cases[0].chat, rollouts, rollout_tokens))
+    report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report
+
+
+def _teacher_shaped(case) -> str:
+    order = [case.target_index] + [i for i in range(len(case.candidates)) if i != case.target_index]
+    ranking = ", ".join(str(i + 1) for i in order)
+    return f"<think>The user's recent history points to one candidate.</think>\n[{ranking}]"
+
+
+def _rollout_speed(model_dir: str, chat, rollouts: int, tokens: int) -> dict:
+    """`rollouts` sampled completions of exactly `tokens` tokens for one prompt, in float32 and bf16 autocast."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = {key: value.repeat(rollouts, 1) for key, value in prompt.items()}
+    report = {"rollouts": rollouts, "rollout_tokens": tokens}
+    for name, bf16 in (("float32", False), ("bf16_autocast", True)):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            started = time.perf_counter()
+            model.generate(**prompt, do_sample=True, max_new_tokens=tokens, min_new_tokens=tokens,
+                           pad_token_id=tokenizer.pad_token_id)
+            report[f"rollout_tokens_per_second_{name}"] = rollouts * tokens / (time.perf_counter() - started)
+    report["rollout_bf16_speedup"] = (report["rollout_tokens_per_second_bf16_autocast"]
+                                      / report["rollout_tokens_per_second_float32"])
     return report
 
 

@@ -14,7 +14,7 @@ from trainers.cases import reflection_cases, training_cases
 from trainers.distill import (DistillConfig, _screened, distill, ranking_check, reflection_check, screen,
                               screen_reflection)
 from trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
-from trainers.sft import SFTRunConfig, sft
+from trainers.sft import SFTRunConfig, hardware, sft
 
 GOOD = "<think>They like dramas.</think>\n[" + ", ".join(str(i) for i in range(1, 21)) + "]"
 
@@ -163,6 +163,11 @@ def anchored(traces, smollm, tmp_path_factory):
                       resumed_from[-1])
         final = sft(traces, out, replace(config, steps=3))
     return {"out": out, "before": before, "after_two": after_two, "resumed_from": resumed_from, "final": final}
+
+
+def test_an_explicit_precision_overrides_the_hardware_default():
+    assert hardware(False)["bf16"] is False and hardware(True)["bf16"] is True
+    assert isinstance(hardware()["bf16"], bool)
 
 
 def test_sft_steps_change_weights_and_resume(anchored):

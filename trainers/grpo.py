@@ -24,7 +24,7 @@ from starec_env.protocol import Protocol
 from starec_env.rewards import memory_reward, positional_reward
 from trainers.cases import ReflectionCase, reflection_cases, training_cases
 from trainers.curves import write_curves
-from trainers.sft import hardware, last_checkpoint, save_merged
+from trainers.sft import hardware, keep_freed_memory, last_checkpoint, save_merged
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class GRPORunConfig:
     users: int = 40  # users whose last training round is a ranking prompt
     reflection_users: int = 48  # users whose feedback loop is replayed; each miss is a reflection prompt
     history: int = 20  # most recent training items shown in a prompt
+    bf16: bool | None = None  # bfloat16 autocast; None → where bf16 matrix products are native
     seed: int = 1  # a different draw of training users than distillation's
 
 
@@ -100,6 +101,7 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
     if group_batch % config.micro_batch:
         raise ValueError(f"micro_batch {config.micro_batch} must divide "
                          f"generations × prompts_per_step = {group_batch}")
+    keep_freed_memory()
     scorer = load_llm(f"hf:{model}")
     reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed, config.history)
     rows = [{"prompt": case.chat, "target_index": case.target_index, "n_candidates": len(case.candidates),
@@ -113,7 +115,7 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
                       num_generations=config.generations, beta=config.beta, learning_rate=config.learning_rate,
                       temperature=config.temperature, max_completion_length=config.max_completion_length,
                       logging_steps=1, save_steps=config.save_every, save_total_limit=2, report_to="none",
-                      **hardware(), seed=config.seed, disable_tqdm=False)
+                      **hardware(config.bf16), seed=config.seed, disable_tqdm=False)
     rewards = [ranking_reward, MemoryReward(scorer, protocol, reflections, config.history)]
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset)
     trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
