@@ -22,7 +22,6 @@ def positional_reward(ranks) -> np.ndarray:
     return REWARDS[np.searchsorted(RANK_EDGES, ranks, side="right")]
 
 
-
 def memory_reward(follow_up_ranks) -> np.ndarray:
     """Reward of a memory update: the positional reward of the target's rank in the next ranking made with the new
     memory (None when the update produced no usable memory, which counts as missing)."""

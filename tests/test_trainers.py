@@ -13,6 +13,7 @@ from agents.prompts import SUMMARY_HEAD
 from trainers.cases import reflection_cases, training_cases
 from trainers.distill import (DistillConfig, _screened, distill, ranking_check, reflection_check, screen,
                               screen_reflection)
+from trainers.curves import write_stage_bars
 from trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
 from trainers.sft import SFTRunConfig, hardware, sft
 
@@ -191,3 +192,11 @@ def test_grpo_steps_with_env_rewards_change_weights(ml1m, anchored, tmp_path):
     log = pd.read_csv(tmp_path / "grpo" / "grpo.csv")
     assert {"reward", "reward_std", "kl"} <= set(log.columns) and log["reward_std"].iloc[0] > 0
     assert {"rewards/ranking_reward/mean", "rewards/memory_reward/mean"} <= set(log.columns)
+
+
+def test_the_validation_table_is_written_whole_with_a_bar_per_stage(tmp_path):
+    rows = [{"stage": "base", "ndcg@10": 0.27, "users": 40}, {"stage": "sft", "ndcg@10": 0.18, "users": 40}]
+    frame = write_stage_bars(rows, tmp_path, "validation", "ndcg@10", chance=0.227)
+    assert list(frame["stage"]) == ["base", "sft"]
+    assert list(pd.read_csv(tmp_path / "validation.csv").columns) == ["stage", "ndcg@10", "users"]
+    assert (tmp_path / "validation.png").read_bytes().startswith(b"\x89PNG")

@@ -1,4 +1,5 @@
-"""Training curves from a Hugging Face trainer's log history: one CSV and one PNG per stage."""
+"""Training curves from a Hugging Face trainer's log history (one CSV and one PNG per stage), and the validation table
+of the stages side by side."""
 
 from __future__ import annotations
 
@@ -27,4 +28,24 @@ def write_curves(log_history: list[dict], out: Path, name: str, keys: tuple[str,
         figure.tight_layout()
         figure.savefig(out / f"{name}.png", dpi=120)
         plt.close(figure)
+    return frame
+
+
+def write_stage_bars(rows: list[dict], out: Path, name: str, metric: str, chance: float) -> pd.DataFrame:
+    """One bar per stage (base, SFT, …) against the level of a random ranking: stages are not steps, so no line joins
+    them. The CSV holds every column of `rows`."""
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / f"{name}.csv", index=False)
+    figure, axis = plt.subplots(figsize=(6, 0.4 * len(frame) + 1.2))
+    axis.barh(frame["stage"], 100 * frame[metric])
+    axis.axvline(100 * chance, color="grey", linestyle="--", label="random ranking")
+    for y, value in enumerate(100 * frame[metric]):
+        axis.annotate(f"{value:.1f}", (value, y), xytext=(3, 0), textcoords="offset points", va="center")
+    axis.invert_yaxis()
+    axis.set_xlim(0, 115 * max(frame[metric].max(), chance))
+    axis.set_xlabel(f"{name} {metric} × 100")
+    axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    figure.tight_layout()
+    figure.savefig(out / f"{name}.png", dpi=120)
+    plt.close(figure)
     return frame

@@ -15,10 +15,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from policies.starec import STARecPolicy
-from starec_env.metrics import summarize, target_ranks
+from starec_env.metrics import ndcg, summarize, target_ranks
 from starec_env.protocol import build_protocol, default_config
-from trainers.curves import write_curves
+from trainers.curves import write_stage_bars
 from trainers.distill import DistillConfig, distill
 from trainers.grpo import GRPORunConfig, grpo
 from trainers.sft import SFTRunConfig, model_path, sft
@@ -63,8 +65,8 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
         if stage not in seen:
             rows.append(_validate(protocol, stage, model, reflect_steps, config.eval_users))
             _save(out / "validation.json", {"rows": rows})
-    write_curves([{"step": i, "ndcg@10": row["ndcg@10"]} for i, row in enumerate(rows)], out, "validation",
-                 ("ndcg@10",))
+    chance = float(ndcg(np.arange(1, protocol.valid.candidates.shape[1] + 1), 10).mean())
+    write_stage_bars(rows, out, "validation", "ndcg@10", chance)
     return rows
 
 

@@ -98,7 +98,8 @@ def save_merged(trainer, folder: Path) -> None:
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if folder.is_dir() else []
+    """The newest `checkpoint-N` under `folder` (by N, not by name), or None to start afresh."""
+    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     return str(checkpoints[-1]) if checkpoints else None
 
 
