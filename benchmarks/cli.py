@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds"])
     train.add_argument("--out", help="run folder (default runs/train-<dataset>); rerun the same to resume")
     train.add_argument("--model", help="student: HF id or folder (default: the embedded SmolLM2)")
-    train.add_argument("--teacher", default="sasrec", help="'sasrec' (answer-conditioned, offline) or an LLM spec")
+    train.add_argument("--teacher", default="co-liked",
+                       help="'co-liked' (ranks by the evidence in the prompt), 'sasrec' (answer-conditioned) or an "
+                            "LLM spec")
+    train.add_argument("--no-evidence", dest="evidence", action="store_false",
+                       help="no co-liked evidence line in the ranking prompts (use with --teacher sasrec or an LLM)")
     train.add_argument("--users", type=int, default=200, help="training users for teacher traces")
     train.add_argument("--reflection-users", type=int, default=100,
                        help="training users whose feedback loop is replayed for reflection traces (0: none)")
@@ -172,7 +176,7 @@ def _train(args) -> int:
     from trainers.pipeline import PipelineConfig, run_pipeline
 
     config = PipelineConfig(dataset=args.dataset, out=args.out or f"runs/train-{args.dataset}",
-                            eval_users=args.eval_users, ablations=args.ablations)
+                            eval_users=args.eval_users, ablations=args.ablations, evidence=args.evidence)
     config.distill = replace(config.distill, users=args.users, reflection_users=args.reflection_users,
                              teacher=args.teacher)
     config.sft = replace(config.sft, model=args.model, steps=args.sft_steps, lora=args.lora)

@@ -14,6 +14,7 @@ BUILTIN = {
     "bpr": "policies.bpr:BPRPolicy",
     "gru4rec": "policies.gru4rec:GRU4RecPolicy",
     "sasrec": "policies.sasrec:SASRecPolicy",
+    "co-liked": "policies.evidence:CoLikedPolicy",
     "llmrank": "policies.llmrank:LLMRankPolicy",
     "starec": "policies.starec:STARecPolicy",
     "agentcf": "policies.agentcf:AgentCFPolicy",

@@ -8,8 +8,9 @@ likelihood of each candidate over one cached prompt that does not list them (`fa
 `prompts.next_item_chat`) or by writing a ranked list of the listed candidates, optionally
 after a `<think>` rationale (`fast="generate"`). The memory and both modes are `agents/`'s, shared with the
 simulated users. `reflect_steps=0` is the paper's "w/o self-reflection" ablation (history only, no summary).
-`evidence=True` adds how often candidates co-occur with the user's recent items in training sequences (per listed
-candidate; in likelihood mode the five most co-liked) — structured evidence a small model can use; off by default.
+`evidence=True` adds how often candidates are liked next to the user's recent items (`policies.evidence`; per listed
+candidate, in likelihood mode the five most co-liked) — structured evidence a small model can use and that
+`starec train` teaches it to read; off by default.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from agents import fast, prompts, slow
 from agents.memory import Memory
+from policies.evidence import CoLikedGraph, describe, most_co_liked
 from policies.llm_policy import LLMPolicy
 from starec_env.protocol import Cases, TrainView
 
@@ -37,12 +39,12 @@ class STARecPolicy(LLMPolicy):
         self.evidence, self.summary_tokens, self.reflection_tokens = evidence, summary_tokens, reflection_tokens
         self.name = "starec-" + ("lik" if fast == "likelihood" else "gen") + ("" if reflect_steps else "-noreflect") \
             + ("-evidence" if evidence else "")
-        self._cooccurrence: dict[int, dict[int, int]] | None = None
+        self._graph: CoLikedGraph | None = None
 
     def fit(self, train: TrainView) -> STARecPolicy:
         super().fit(train)
         if self.evidence:
-            self._cooccurrence = cooccurrence(train.sequences)
+            self._graph = CoLikedGraph(train)
         return self
 
     def score_batch(self, cases: Cases) -> np.ndarray:
@@ -101,7 +103,8 @@ class STARecPolicy(LLMPolicy):
     def _rank(self, memories: list[Memory], candidates: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
         titles = [self.train.titles(row) for row in candidates]
         histories = [self.train.titles(m.history[-self.history_length:]) for m in memories]
-        counts = [self._co_liked(m.history, row) for m, row in zip(memories, candidates)]
+        counts = [self._graph.counts(m.history, row) if self._graph is not None else []
+                  for m, row in zip(memories, candidates)]
         if self.fast == "likelihood":  # the prompt lists no candidates: name the five most co-liked, by title
             evidence = [[f"{t[i]} ({n[i]} times)" for i in most_co_liked(n)] for t, n in zip(titles, counts)]
             chats = [prompts.next_item_chat(h, m.profile, m.summary, e)
@@ -110,32 +113,9 @@ class STARecPolicy(LLMPolicy):
             for _ in chats:
                 self.count("ok")
             return [np.asarray(s) for s in scores], ["(likelihood of each candidate)"] * len(chats)
-        chats = [prompts.ranking_chat(h, t, m.profile, m.summary, think=self.think,
-                                      evidence=[f"co-liked with your recent items {c} times" for c in n])
+        chats = [prompts.ranking_chat(h, t, m.profile, m.summary, think=self.think, evidence=describe(n))
                  for m, h, t, n in zip(memories, histories, titles, counts)]
         answers = fast.rank_by_generation(self.llm, chats, titles, self.constrained, think=self.think)
         for parsed, _ in answers:
             self.count(parsed.status)
         return [parsed.scores() for parsed, _ in answers], [f"[{p.status}] {text}" for p, text in answers]
-
-    def _co_liked(self, history: list[int], candidates: np.ndarray) -> list[int]:
-        """Per candidate, how often it co-occurs with the last 10 history items; empty when evidence is off."""
-        if self._cooccurrence is None:
-            return []
-        return [sum(self._cooccurrence.get(i, {}).get(int(c), 0) for i in history[-10:]) for c in candidates]
-
-
-def most_co_liked(counts: list[int], top: int = 5) -> list[int]:
-    """Positions of the `top` candidates with the highest non-zero co-occurrence counts, highest first."""
-    return sorted((i for i, n in enumerate(counts) if n), key=lambda i: -counts[i])[:top]
-
-
-def cooccurrence(sequences) -> dict[int, dict[int, int]]:
-    """How often two items are consecutive in a training sequence (either order): the interaction graph's edges."""
-    counts: dict[int, dict[int, int]] = {}
-    for sequence in sequences:
-        for a, b in zip(sequence[:-1], sequence[1:]):
-            for x, y in ((int(a), int(b)), (int(b), int(a))):
-                row = counts.setdefault(x, {})
-                row[y] = row.get(y, 0) + 1
-    return counts

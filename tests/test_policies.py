@@ -15,7 +15,7 @@ def sample_view(ml1m):
     return ml1m.train("sample")
 
 
-@pytest.mark.parametrize("name", ["pop", "bpr", "gru4rec", "sasrec"])
+@pytest.mark.parametrize("name", ["pop", "co-liked", "bpr", "gru4rec", "sasrec"])
 def test_policy_trains_and_beats_random(name, ml1m, sample_view):
     random = evaluate(make_policy("random"), ml1m).metrics["ndcg@10"]
     policy = make_policy(name, seed=0, progress=False, **QUICK.get(name, {})).fit(sample_view)

@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from agents.prompts import SUMMARY_HEAD
 from trainers.cases import reflection_cases, training_cases
-from trainers.distill import (DistillConfig, _screened, distill, ranking_check, reflection_check, screen,
-                              screen_reflection)
+from policies.evidence import CoLikedGraph, describe, most_co_liked
+from trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
+                              reflection_check, screen, screen_reflection)
 from trainers.curves import write_stage_bars
 from trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
 from trainers.sft import SFTRunConfig, hardware, sft
@@ -98,6 +99,27 @@ def test_training_cases_never_show_held_out_items(ml1m, cases):
         sequence = ml1m.sequences[case.user]
         assert case.candidates[case.target_index] == sequence[-3]  # the last training item, not valid/test
         assert not {int(sequence[-1]), int(sequence[-2])} & set(case.candidates)
+
+
+def test_training_evidence_leaves_out_the_users_own_transitions(ml1m):
+    graph = CoLikedGraph(ml1m.train("full"))
+    for case in training_cases(ml1m, users=4, seed=3, history=5, graph=graph):
+        everyone = graph.counts(case.history, case.candidates)
+        target = case.target_index
+        assert everyone[target] >= case.evidence[target] + 1  # the user's own step into the target is not shown
+        assert all(n == case.evidence[i] for i, n in enumerate(everyone) if i != target)  # negatives: never theirs
+        shown = case.chat[-1]["content"].splitlines()[-2]  # the evidence line, just above the answer format
+        assert shown.startswith("Co-liked") and shown.endswith(describe(case.evidence))
+        listed = target in most_co_liked(case.evidence, 10)
+        assert (f"[{target + 1}] {case.evidence[target]} times" in shown) == listed
+
+
+def test_the_co_liked_teacher_ranks_by_the_counts_in_the_prompt(smollm, cases):
+    answer = co_liked_answer([0, 5, 2, 5])
+    assert answer.endswith("[2, 4, 3, 1]") and "[2], [4], [3]." in answer
+    assert screen(answer, 4, target_index=1, threshold=0.3)[0] is None
+    with pytest.raises(ValueError, match="counts in the prompt"):
+        CoLikedTeacher(smollm).write(cases[:1], [None], [""])  # built without a graph: nothing to rank by
 
 
 def test_rejected_traces_go_back_with_their_error(cases):

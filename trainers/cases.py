@@ -16,6 +16,7 @@ import numpy as np
 
 from agents import fast, prompts, slow
 from agents.llm import LLM, Chat
+from policies.evidence import CoLikedGraph, describe
 from starec_env.envs import UserEnv
 from starec_env.protocol import Protocol
 
@@ -27,6 +28,7 @@ class TrainingCase:
     candidates: list[int]
     target_index: int
     chat: Chat  # the fast-thinking prompt the student will see (the STARec policy's own format)
+    evidence: list[int]  # per candidate, its co-liked count (the prompt lists the top ones); empty without evidence
 
 
 @dataclass
@@ -38,9 +40,11 @@ class ReflectionCase:
     follow_up: TrainingCase  # the next round, ranked with the rewritten summary for the memory-update reward
 
 
-def training_cases(protocol: Protocol, users: int, seed: int, rounds: int = 1,
-                   history: int = 20) -> list[TrainingCase]:
-    """One ranking case per (user, round) for `users` users drawn with `seed`; rounds of a user are consecutive."""
+def training_cases(protocol: Protocol, users: int, seed: int, rounds: int = 1, history: int = 20,
+                   graph: CoLikedGraph | None = None) -> list[TrainingCase]:
+    """One ranking case per (user, round) for `users` users drawn with `seed`; rounds of a user are consecutive.
+    With a `graph`, the prompt ends with the evidence line of the most co-liked candidates (other users' edges only),
+    as in the STARec policy with `evidence=True`."""
     env = UserEnv(protocol=protocol, rounds=rounds, split="train")
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(protocol.test), size=min(users, len(protocol.test)), replace=False)
@@ -51,7 +55,7 @@ def training_cases(protocol: Protocol, users: int, seed: int, rounds: int = 1,
             candidates, seen = observation["candidates"], observation["history"]
             observation, _, _, _, info = env.step(np.zeros(len(candidates)))  # replay: the choice is the logged item
             cases.append(_ranking_case(protocol, int(observation["user"]), seen[seen >= 0], candidates,
-                                       int(np.flatnonzero(candidates == info["choice"])[0]), history))
+                                       int(np.flatnonzero(candidates == info["choice"])[0]), history, graph))
     return cases
 
 
@@ -77,7 +81,9 @@ def reflection_cases(protocol: Protocol, llm: LLM, users: int, seed: int, histor
     return cases
 
 
-def _ranking_case(protocol, user, history, candidates, target_index, length) -> TrainingCase:
+def _ranking_case(protocol, user, history, candidates, target_index, length, graph) -> TrainingCase:
+    counts = graph.counts(history, candidates, without_user=user) if graph is not None else []
     chat = prompts.ranking_chat(protocol.titles(history[-length:]), protocol.titles(candidates),
-                                protocol.profiles[user], think=True)
-    return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat)
+                                protocol.profiles[user], think=True, evidence=describe(counts))
+    return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat,
+                        counts)

@@ -1,12 +1,13 @@
 """GRPO on prompts and rewards from the environment (TRL GRPOTrainer), anchored by KL to the SFT reference.
 
 Prompts are the env's simulated feedback loop over training interactions (`trainers.cases`): ranking rounds in the
-STARec policy's fast-thinking format, and reflections on a missed round (slow thinking: rewrite the preference
-summary). Each prompt gets a group of `generations` completions. A ranking earns the env's positional reward
-(`starec_env.rewards`; an answer that names no candidate earns the "missing" reward); a reflection earns the memory-
-update reward — the positional reward of the user's next round, ranked by likelihood with the rewritten summary by
-the frozen starting model. KL β = 1e-3 to the starting (SFT) model. Because this is TRL's trainer, `accelerate
-launch` spreads it over GPUs and `use_vllm=True` speeds up generation where vLLM runs.
+STARec policy's fast-thinking format (with the co-liked evidence line unless `evidence=False`), and reflections on a
+missed round (slow thinking: rewrite the preference summary). Each prompt gets a group of `generations` completions.
+A ranking earns the env's positional reward (`starec_env.rewards`; an answer that names no candidate earns the
+"missing" reward); a reflection earns the memory-update reward — the positional reward of the user's next round,
+ranked by likelihood with the rewritten summary by the frozen starting model. KL β = 1e-3 to the starting (SFT)
+model. Because this is TRL's trainer, `accelerate launch` spreads it over GPUs and `use_vllm=True` speeds up
+generation where vLLM runs.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from agents import fast, prompts, slow
 from agents.llm import LLM, load_llm
 from agents.parsing import parse_ranking
+from policies.evidence import CoLikedGraph
 from starec_env.metrics import target_rank
 from starec_env.protocol import Protocol
 from starec_env.rewards import memory_reward, positional_reward
@@ -36,11 +38,12 @@ class GRPORunConfig:
     beta: float = 1e-3  # KL to the reference (SFT) model
     learning_rate: float = 2e-6
     temperature: float = 1.0
-    max_completion_length: int = 192  # 128 clipped 75% of SFT-model rankings with their rationale
+    max_completion_length: int = 128  # a `<think>` naming three labels + 20 labels is ~80 tokens
     save_every: int = 10
     users: int = 40  # users whose last training round is a ranking prompt
     reflection_users: int = 48  # users whose feedback loop is replayed; each miss is a reflection prompt
     history: int = 20  # most recent training items shown in a prompt
+    evidence: bool = True  # the co-liked evidence line in ranking prompts, as in distillation and the STARec policy
     bf16: bool | None = None  # bfloat16 autocast; None → where bf16 matrix products are native
     seed: int = 1  # a different draw of training users than distillation's
 
@@ -104,8 +107,10 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
     keep_freed_memory()
     scorer = load_llm(f"hf:{model}")
     reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed, config.history)
+    graph = CoLikedGraph(protocol.train("full")) if config.evidence else None
     rows = [{"prompt": case.chat, "target_index": case.target_index, "n_candidates": len(case.candidates),
-             "reflection": -1} for case in training_cases(protocol, config.users, config.seed, history=config.history)]
+             "reflection": -1}
+            for case in training_cases(protocol, config.users, config.seed, 1, config.history, graph)]
     rows += [{"prompt": case.chat, "target_index": -1, "n_candidates": 0, "reflection": i}
              for i, case in enumerate(reflections)]
     dataset = Dataset.from_list(rows)

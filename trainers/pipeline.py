@@ -2,20 +2,22 @@
 
 Each stage writes into its own folder under `out` and is skipped when its result is already there; inside a stage
 TRL resumes from the last checkpoint, and distillation appends to its JSONL — so killing the process and running
-the same command again loses at most the batch or the steps since the last checkpoint. The validation table ranks
-the protocol's validation cases (never the test ones) with the STARec policy in generative mode, loading each
-stage's checkpoint: base model, SFT, SFT+GRPO, the last again without self-reflection (history only, no summary)
-and, with `ablations`, GRPO without SFT. Every row uses the same validation users and candidates.
+the same command again loses at most the batch or the steps since the last checkpoint. Each stage's checkpoint is
+validated as soon as it exists: the STARec policy ranks the protocol's validation cases (never the test ones) in
+generative mode, with the same co-liked evidence as training unless `evidence=False` — base model, SFT, SFT+GRPO,
+the last again without self-reflection (history only, no summary) and, with `ablations`, GRPO without SFT. Every
+row uses the same validation users and candidates.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from policies.starec import STARecPolicy
 from starec_env.metrics import ndcg, summarize, target_ranks
@@ -36,43 +38,49 @@ class PipelineConfig:
     eval_users: int = 50  # validation users scored after each stage
     reflect_steps: int = 1  # self-reflection rounds before each validation ranking (0 is the "w/o" ablation)
     ablations: bool = False  # also GRPO straight from the base model (the paper's "w/o SFT")
+    evidence: bool = True  # the co-liked evidence line in every ranking prompt: distillation, GRPO and validation
 
 
 def run_pipeline(config: PipelineConfig) -> list[dict]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    config.distill = replace(config.distill, evidence=config.evidence)
+    config.grpo = replace(config.grpo, evidence=config.evidence)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.distill.seed))
     timings = _load(out / "timings.json")
-    stages = {"base": model_path(config.sft.model)}
+    rows = _load(out / "validation.json").get("rows", [])
+
+    def validate(stage: str, model: str, reflect_steps: int = config.reflect_steps) -> str:
+        """Score a stage's checkpoint as soon as it exists, so a bad stage shows before the next one trains."""
+        if stage not in {row["stage"] for row in rows}:
+            rows.append(_validate(protocol, stage, model, reflect_steps, config.eval_users, config.evidence))
+            _save(out / "validation.json", {"rows": rows})
+            tqdm.write(f"{stage}: validation NDCG@10 {100 * rows[-1]['ndcg@10']:.2f} ({rows[-1]['users']} users)")
+        return model
 
     traces = out / "distill"
     if "distill" not in timings:
         timings["distill"] = _timed(lambda: distill(protocol, config.distill, traces))
         _save(out / "timings.json", timings)
-    stages["sft"] = _stage(out / "sft", timings, lambda: sft([traces / "traces.jsonl", traces / "reflections.jsonl"],
-                                                             out / "sft", config.sft))
-    stages["sft+grpo"] = _stage(out / "grpo", timings, lambda: grpo(stages["sft"], protocol, out / "grpo", config.grpo))
+    base = validate("base", model_path(config.sft.model))
+    anchored = validate("sft", _stage(out / "sft", timings, lambda: sft(
+        [traces / "traces.jsonl", traces / "reflections.jsonl"], out / "sft", config.sft)))
+    full = validate("sft+grpo", _stage(out / "grpo", timings, lambda: grpo(anchored, protocol, out / "grpo",
+                                                                           config.grpo)))
+    validate("sft+grpo w/o self-reflection", full, reflect_steps=0)
     if config.ablations:
-        stages["grpo w/o sft"] = _stage(out / "grpo-no-sft", timings,
-                                        lambda: grpo(stages["base"], protocol, out / "grpo-no-sft", config.grpo))
-
-    rows = _load(out / "validation.json").get("rows", [])
-    seen = {row["stage"] for row in rows}
-    variants = [(stage, model, config.reflect_steps) for stage, model in stages.items()]
-    variants.append(("sft+grpo w/o self-reflection", stages["sft+grpo"], 0))
-    for stage, model, reflect_steps in variants:
-        if stage not in seen:
-            rows.append(_validate(protocol, stage, model, reflect_steps, config.eval_users))
-            _save(out / "validation.json", {"rows": rows})
+        validate("grpo w/o sft", _stage(out / "grpo-no-sft", timings,
+                                        lambda: grpo(base, protocol, out / "grpo-no-sft", config.grpo)))
     chance = float(ndcg(np.arange(1, protocol.valid.candidates.shape[1] + 1), 10).mean())
     write_stage_bars(rows, out, "validation", "ndcg@10", chance)
     return rows
 
 
-def _validate(protocol, stage: str, model: str, reflect_steps: int, users: int) -> dict:
+def _validate(protocol, stage: str, model: str, reflect_steps: int, users: int, evidence: bool) -> dict:
     """NDCG on the first `users` validation cases for one checkpoint: `reflect_steps` reflections, then generation."""
-    policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=reflect_steps, progress=False)
+    policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=reflect_steps, evidence=evidence,
+                          progress=False)
     cases = protocol.valid.subset(slice(0, users))
     ranks = target_ranks(policy.fit(protocol.train("full")).score(cases), cases.target_index)
     return {"stage": stage, "model": str(model), "reflect_steps": reflect_steps, "users": len(cases),
