@@ -4,9 +4,9 @@ The interaction graph links two items each time some user liked them one right a
 a candidate's evidence is the summed weight of its edges to the user's last `window` items. Sorting by it alone
 (`CoLikedPolicy`, the row an evidence-reading LLM must beat to add anything) reaches NDCG@10 63.6 on the 1,000
 ML-1M validation cases against 22.7 for random, and a model can read it off the prompt: something a 135M model can
-be taught to use. A training case asks about
-a transition that is itself in the graph, so `counts(..., without_user=u)` leaves out user u's own edges: the
-evidence is then what other users say, as it is for a held-out case.
+be taught to use. A training case asks about a transition that is itself in the graph, so `counts(...,
+without_user=u)` leaves out user u's own edges: the evidence is then what other users say, as it is for a held-out
+case.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 import networkx as nx
-
 import numpy as np
 
 from policies.base import Policy
@@ -23,6 +22,8 @@ from starec_env.protocol import Cases, TrainView
 
 
 class CoLikedGraph:
+    """The interaction graph of a training view, and each user's own sequence to leave out of a training case."""
+
     def __init__(self, train: TrainView, window: int = 10):
         self.window = window
         self.graph = nx.Graph()
