@@ -68,22 +68,27 @@ def main(argv: list[str] | None = None) -> int:
     speed.add_argument("--out", default="results")
     speed.set_defaults(func=_speed)
 
-    train = commands.add_parser("train", help="distill → SFT → GRPO for the STARec policy (resumable)")
+    train = commands.add_parser("train", help="distill → SFT → GRPO for the STARec policy (resumable)",
+                                description="Options left unset take the defaults of the trainers' configs "
+                                            "(trainers/pipeline.py, distill.py, sft.py, grpo.py): the run in README.")
     train.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "amazon-cds"])
     train.add_argument("--out", help="run folder (default runs/train-<dataset>); rerun the same to resume")
     train.add_argument("--model", help="student: HF id or folder (default: the embedded SmolLM2)")
-    train.add_argument("--teacher", default="co-liked",
+    train.add_argument("--teacher",
                        help="'co-liked' (ranks by the evidence in the prompt), 'sasrec' (answer-conditioned) or an "
                             "LLM spec")
     train.add_argument("--no-evidence", dest="evidence", action="store_false",
                        help="no co-liked evidence line in the ranking prompts (use with --teacher sasrec or an LLM)")
-    train.add_argument("--users", type=int, default=200, help="training users for teacher traces")
-    train.add_argument("--reflection-users", type=int, default=100,
+    train.add_argument("--users", type=int, help="training users for teacher traces")
+    train.add_argument("--reflection-users", type=int,
                        help="training users whose feedback loop is replayed for reflection traces (0: none)")
-    train.add_argument("--sft-steps", type=int, default=40)
-    train.add_argument("--grpo-steps", type=int, default=20)
+    train.add_argument("--sft-steps", type=int)
+    train.add_argument("--grpo-steps", type=int)
+    train.add_argument("--grpo-learning-rate", type=float)
+    train.add_argument("--grpo-temperature", type=float,
+                       help="sampling temperature of GRPO's groups (higher: fewer groups with no reward spread)")
     train.add_argument("--lora", action="store_true", help="train LoRA adapters (merged on save)")
-    train.add_argument("--eval-users", type=int, default=50, help="validation users scored after each stage")
+    train.add_argument("--eval-users", type=int, help="validation users scored after each stage")
     train.add_argument("--ablations", action="store_true", help="also GRPO without SFT")
     train.set_defaults(func=_train)
 
@@ -175,12 +180,16 @@ def _train(args) -> int:
 
     from trainers.pipeline import PipelineConfig, run_pipeline
 
+    def given(**options) -> dict:
+        return {name: value for name, value in options.items() if value is not None}
+
     config = PipelineConfig(dataset=args.dataset, out=args.out or f"runs/train-{args.dataset}",
-                            eval_users=args.eval_users, ablations=args.ablations, evidence=args.evidence)
-    config.distill = replace(config.distill, users=args.users, reflection_users=args.reflection_users,
-                             teacher=args.teacher)
-    config.sft = replace(config.sft, model=args.model, steps=args.sft_steps, lora=args.lora)
-    config.grpo = replace(config.grpo, steps=args.grpo_steps)
+                            ablations=args.ablations, evidence=args.evidence, **given(eval_users=args.eval_users))
+    config.distill = replace(config.distill, **given(users=args.users, reflection_users=args.reflection_users,
+                                                     teacher=args.teacher))
+    config.sft = replace(config.sft, model=args.model, lora=args.lora, **given(steps=args.sft_steps))
+    config.grpo = replace(config.grpo, **given(steps=args.grpo_steps, learning_rate=args.grpo_learning_rate,
+                                               temperature=args.grpo_temperature))
     for row in run_pipeline(config):
         print(f"{row['stage']:>28}: validation NDCG@10 {100 * row['ndcg@10']:.2f} ({row['users']} users)")
     return 0

@@ -10,13 +10,15 @@ import torch
 from safetensors.torch import load_file
 
 from agents.prompts import SUMMARY_HEAD
-from trainers.cases import reflection_cases, training_cases
 from policies.evidence import CoLikedGraph, describe, most_co_liked
+from starec_env.metrics import summarize
+from trainers.cases import reflection_cases, training_cases
+from trainers.curves import write_stage_bars
 from trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
                               reflection_check, screen, screen_reflection)
-from trainers.curves import write_stage_bars
 from trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
-from trainers.sft import SFTRunConfig, hardware, sft
+from trainers.pipeline import _validate
+from trainers.sft import SFTRunConfig, hardware, model_path, sft
 
 GOOD = "<think>They like dramas.</think>\n[" + ", ".join(str(i) for i in range(1, 21)) + "]"
 
@@ -222,3 +224,9 @@ def test_the_validation_table_is_written_whole_with_a_bar_per_stage(tmp_path):
     assert list(frame["stage"]) == ["base", "sft"]
     assert list(pd.read_csv(tmp_path / "validation.csv").columns) == ["stage", "ndcg@10", "users"]
     assert (tmp_path / "validation.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_validation_row_keeps_every_users_rank_for_paired_comparisons(ml1m):
+    row = _validate(ml1m, "base", model_path(None), reflect_steps=0, users=2, evidence=True)
+    assert row["users"] == 2 and all(1 <= rank <= 20 for rank in row["ranks"])
+    assert row["ndcg@10"] == pytest.approx(summarize(np.asarray(row["ranks"]))["ndcg@10"])

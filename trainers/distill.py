@@ -45,9 +45,9 @@ from trainers.cases import ReflectionCase, TrainingCase, reflection_cases, train
 
 @dataclass(frozen=True)
 class DistillConfig:
-    users: int = 200  # training users sampled for fast-thinking traces
+    users: int = 300  # training users sampled for fast-thinking traces
     rounds: int = 1  # training interactions per user (the last ones)
-    reflection_users: int = 100  # users whose feedback loop is replayed for slow-thinking traces (misses only)
+    reflection_users: int = 48  # users whose feedback loop is replayed for slow-thinking traces (misses only)
     teacher: str = "co-liked"  # "co-liked" or "sasrec" (offline teachers) or an LLM spec for LLMTeacher
     evidence: bool = True  # the co-liked evidence line in every ranking prompt (the STARec policy's `evidence`)
     teacher_seconds: float = 180  # SASRec's training budget: 74.85 NDCG@10 in 3 quiet min, 75.85 to the end

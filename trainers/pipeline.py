@@ -35,7 +35,7 @@ class PipelineConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     sft: SFTRunConfig = field(default_factory=SFTRunConfig)
     grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
-    eval_users: int = 50  # validation users scored after each stage
+    eval_users: int = 40  # validation users scored after each stage
     reflect_steps: int = 1  # self-reflection rounds before each validation ranking (0 is the "w/o" ablation)
     ablations: bool = False  # also GRPO straight from the base model (the paper's "w/o SFT")
     evidence: bool = True  # the co-liked evidence line in every ranking prompt: distillation, GRPO and validation
@@ -78,13 +78,15 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 
 
 def _validate(protocol, stage: str, model: str, reflect_steps: int, users: int, evidence: bool) -> dict:
-    """NDCG on the first `users` validation cases for one checkpoint: `reflect_steps` reflections, then generation."""
+    """NDCG on the first `users` validation cases for one checkpoint: `reflect_steps` reflections, then generation.
+    The row keeps every user's target rank, so two stages can be compared user by user."""
     policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=reflect_steps, evidence=evidence,
                           progress=False)
     cases = protocol.valid.subset(slice(0, users))
     ranks = target_ranks(policy.fit(protocol.train("full")).score(cases), cases.target_index)
     return {"stage": stage, "model": str(model), "reflect_steps": reflect_steps, "users": len(cases),
-            **summarize(ranks), **{f"usage_{k}": v for k, v in policy.usage.items()}}
+            **summarize(ranks), "ranks": [int(rank) for rank in ranks],
+            **{f"usage_{k}": v for k, v in policy.usage.items()}}
 
 
 def _stage(folder: Path, timings: dict, train) -> str:
