@@ -30,8 +30,8 @@ def describe_user(profile: str = "", summary: str = "", history: Sequence[str] =
 
 
 def ranking_chat(history: Sequence[str], candidates: Sequence[str], profile: str = "", summary: str = "",
-                 think: bool = False, style: str = "number", evidence: str = "") -> Chat:
-    """Fast thinking of the ranker: order `candidates` for the user, optionally after a line of evidence about them.
+                 think: bool = False, style: str = "number", evidence: str = "", popular: str = "") -> Chat:
+    """Fast thinking of the ranker: order `candidates` for the user, optionally after lines of evidence about them.
 
     The evidence is one line in its own order (most co-liked first), not a number beside each candidate: SmolLM2
     fine-tuned on 131 rankings sorted by per-candidate counts wrote the same first labels for every user (validation
@@ -42,6 +42,8 @@ def ranking_chat(history: Sequence[str], candidates: Sequence[str], profile: str
     lines.extend(f"{candidate_label(i, style)} {title}" for i, title in enumerate(candidates))
     if evidence:
         lines.append(f"Co-liked with the user's recent items, most first: {evidence}")
+    if popular:
+        lines.append(f"Most popular with all users, most first: {popular}")
     answer = "the labels of all candidates, best first, as a list like [3, 1, 2, ...]"
     lines.append(f"First explain briefly inside <think></think>, then give {answer}." if think
                  else f"Answer with {answer}.")

@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                             "LLM spec")
     train.add_argument("--no-evidence", dest="evidence", action="store_false",
                        help="no co-liked evidence line in the ranking prompts (use with --teacher sasrec or an LLM)")
+    train.add_argument("--popular", type=int,
+                       help="also name the N most popular candidates in the ranking prompts (for Amazon CDs, where "
+                            "few candidates are co-liked)")
     train.add_argument("--users", type=int, help="training users for teacher traces")
     train.add_argument("--reflection-users", type=int,
                        help="training users whose feedback loop is replayed for reflection traces (0: none)")
@@ -184,7 +187,8 @@ def _train(args) -> int:
         return {name: value for name, value in options.items() if value is not None}
 
     config = PipelineConfig(dataset=args.dataset, out=args.out or f"runs/train-{args.dataset}",
-                            ablations=args.ablations, evidence=args.evidence, **given(eval_users=args.eval_users))
+                            ablations=args.ablations, evidence=args.evidence,
+                            **given(eval_users=args.eval_users, popular=args.popular))
     config.distill = replace(config.distill, **given(users=args.users, reflection_users=args.reflection_users,
                                                      teacher=args.teacher))
     config.sft = replace(config.sft, model=args.model, lora=args.lora, **given(steps=args.sft_steps))

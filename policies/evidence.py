@@ -12,6 +12,7 @@ case.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import networkx as nx
@@ -21,14 +22,46 @@ from policies.base import Policy
 from starec_env.protocol import Cases, TrainView
 
 
-class CoLikedGraph:
-    """The interaction graph of a training view, and each user's own sequence to leave out of a training case."""
+@dataclass(frozen=True)
+class Evidence:
+    """What a ranking prompt says about its candidates, and the order it implies."""
 
-    def __init__(self, train: TrainView, window: int = 10):
-        self.window = window
+    counts: list[int]  # per candidate, its co-liked count
+    popular: list[int] = field(default_factory=list)  # positions of the most popular candidates, most first
+
+    def order(self) -> list[int]:
+        """Every position: co-liked by count, then the popular ones, then the rest as listed."""
+        first = most_co_liked(self.counts, len(self.counts))
+        first += [i for i in self.popular if i not in first]
+        return first + [i for i in range(len(self.counts)) if i not in first]
+
+    def line(self) -> str:
+        """The co-liked line: the ten most co-liked candidates' labels with their counts."""
+        return describe(self.counts)
+
+    def popular_line(self) -> str:
+        return ", ".join(f"[{i + 1}]" for i in self.popular)
+
+
+class CoLikedGraph:
+    """The interaction graph of a training view, item popularity, and each user's own sequence (left out of a
+    training case)."""
+
+    def __init__(self, train: TrainView, window: int = 10, popular: int = 0):
+        self.window, self.popular = window, popular
         self.graph = nx.Graph()
         self.graph.add_weighted_edges_from((a, b, n) for (a, b), n in _edges(train.sequences).items())
         self.sequences = {int(user): sequence for user, sequence in zip(train.users, train.sequences)}
+        self.popularity = np.bincount(np.concatenate(train.sequences), minlength=train.n_items)
+
+    def evidence(self, history: Sequence[int], candidates: Sequence[int], without_user: int | None = None) -> Evidence:
+        """The co-liked counts and the `popular` most popular candidates, both from other users than `without_user`."""
+        counts = self.counts(history, candidates, without_user)
+        if not self.popular:
+            return Evidence(counts)
+        own = Counter(int(item) for item in self.sequences.get(without_user, ()))
+        liked = [int(self.popularity[int(c)]) - own[int(c)] for c in candidates]
+        return Evidence(counts, sorted(range(len(liked)), key=lambda i: -liked[i])[:self.popular])
 
     def counts(self, history: Sequence[int], candidates: Iterable[int], without_user: int | None = None) -> list[int]:
         """Per candidate, its edge weight to the last `window` history items (minus `without_user`'s own edges)."""
@@ -41,21 +74,21 @@ class CoLikedGraph:
 
 
 class CoLikedPolicy(Policy):
-    """Ranks by the evidence alone: an item-to-item neighbourhood recommender over the last `window` items."""
+    """Ranks by the evidence alone, in the order a prompt's evidence implies: an item-to-item neighbourhood
+    recommender over the last `window` items, then (with `popular`) the most popular candidates."""
 
-    name = "co-liked"
-
-    def __init__(self, window: int = 10):
-        self.window, self.graph = window, None
+    def __init__(self, window: int = 10, popular: int = 0):
+        self.window, self.popular, self.graph = window, popular, None
+        self.name = "co-liked" + (f"+pop{popular}" if popular else "")
 
     def fit(self, train: TrainView) -> CoLikedPolicy:
-        self.graph = CoLikedGraph(train, self.window)
+        self.graph = CoLikedGraph(train, self.window, self.popular)
         return self
 
     def score(self, cases: Cases) -> np.ndarray:
         if self.graph is None:
             raise RuntimeError("CoLikedPolicy.score called before fit")
-        return np.array([self.graph.counts(h, c) for h, c in zip(cases.histories, cases.candidates)], dtype=float)
+        return np.array([_scores(self.graph.evidence(h, c).order()) for h, c in zip(cases.histories, cases.candidates)])
 
 
 def describe(counts: Sequence[int], top: int = 10) -> str:
@@ -68,6 +101,13 @@ def describe(counts: Sequence[int], top: int = 10) -> str:
 def most_co_liked(counts: Sequence[int], top: int = 5) -> list[int]:
     """Positions of the `top` candidates with the highest non-zero counts, highest first (ties: listed order)."""
     return sorted((i for i, n in enumerate(counts) if n), key=lambda i: -counts[i])[:top]
+
+
+def _scores(order: list[int]) -> np.ndarray:
+    """Scores that rank positions in `order`, first highest."""
+    scores = np.empty(len(order))
+    scores[order] = np.arange(len(order), 0, -1)
+    return scores
 
 
 def _edge(a: int, b: int) -> tuple[int, int]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from agents import fast, prompts, slow
 from agents.memory import Memory
-from policies.evidence import CoLikedGraph, describe, most_co_liked
+from policies.evidence import CoLikedGraph, Evidence, most_co_liked
 from policies.llm_policy import LLMPolicy
 from starec_env.protocol import Cases, TrainView
 
@@ -30,21 +30,22 @@ class STARecPolicy(LLMPolicy):
     name = "starec"
 
     def __init__(self, model=None, seed: int = 0, fast: str = "likelihood", reflect_steps: int = 2,
-                 constrained: bool = True, think: bool = False, evidence: bool = False, summary_tokens: int = 48,
-                 reflection_tokens: int = 64, **options):
+                 constrained: bool = True, think: bool = False, evidence: bool = False, popular: int = 0,
+                 summary_tokens: int = 48, reflection_tokens: int = 64, **options):
         super().__init__(model, seed, **options)
         if fast not in FAST_MODES:
             raise ValueError(f"fast must be one of {FAST_MODES}, got {fast!r}")
         self.fast, self.reflect_steps, self.constrained, self.think = fast, reflect_steps, constrained, think
-        self.evidence, self.summary_tokens, self.reflection_tokens = evidence, summary_tokens, reflection_tokens
+        self.evidence, self.popular = evidence, popular
+        self.summary_tokens, self.reflection_tokens = summary_tokens, reflection_tokens
         self.name = "starec-" + ("lik" if fast == "likelihood" else "gen") + ("" if reflect_steps else "-noreflect") \
-            + ("-evidence" if evidence else "")
+            + ("-evidence" if evidence else "") + (f"-pop{popular}" if evidence and popular else "")
         self._graph: CoLikedGraph | None = None
 
     def fit(self, train: TrainView) -> STARecPolicy:
         super().fit(train)
         if self.evidence:
-            self._graph = CoLikedGraph(train)
+            self._graph = CoLikedGraph(train, popular=self.popular)
         return self
 
     def score_batch(self, cases: Cases) -> np.ndarray:
@@ -103,18 +104,20 @@ class STARecPolicy(LLMPolicy):
     def _rank(self, memories: list[Memory], candidates: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
         titles = [self.train.titles(row) for row in candidates]
         histories = [self.train.titles(m.history[-self.history_length:]) for m in memories]
-        counts = [self._graph.counts(m.history, row) if self._graph is not None else []
-                  for m, row in zip(memories, candidates)]
+        evidence = [self._graph.evidence(m.history, row) if self._graph is not None else Evidence([])
+                    for m, row in zip(memories, candidates)]
         if self.fast == "likelihood":  # the prompt lists no candidates: name the five most co-liked, by title
-            evidence = [[f"{t[i]} ({n[i]} times)" for i in most_co_liked(n)] for t, n in zip(titles, counts)]
-            chats = [prompts.next_item_chat(h, m.profile, m.summary, e)
-                     for m, h, e in zip(memories, histories, evidence)]
+            named = [[f"{t[i]} ({e.counts[i]} times)" for i in most_co_liked(e.counts)]
+                     for t, e in zip(titles, evidence)]
+            chats = [prompts.next_item_chat(h, m.profile, m.summary, n)
+                     for m, h, n in zip(memories, histories, named)]
             scores = fast.rank_by_likelihood(self.llm, chats, titles)
             for _ in chats:
                 self.count("ok")
             return [np.asarray(s) for s in scores], ["(likelihood of each candidate)"] * len(chats)
-        chats = [prompts.ranking_chat(h, t, m.profile, m.summary, think=self.think, evidence=describe(n))
-                 for m, h, t, n in zip(memories, histories, titles, counts)]
+        chats = [prompts.ranking_chat(h, t, m.profile, m.summary, think=self.think, evidence=e.line(),
+                                      popular=e.popular_line())
+                 for m, h, t, e in zip(memories, histories, titles, evidence)]
         answers = fast.rank_by_generation(self.llm, chats, titles, self.constrained, think=self.think)
         for parsed, _ in answers:
             self.count(parsed.status)

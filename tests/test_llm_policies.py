@@ -72,6 +72,35 @@ def test_likelihood_prompt_names_no_candidates_but_the_evidence(ml1m):
     assert any("Often liked next to" in prompt for prompt in llm.prompts)
 
 
+class Recorder(LLM):
+    """Answers every ranking with the listed order and keeps the prompts it was shown."""
+    spec = "recorder"
+
+    def __init__(self):
+        self.prompts = []
+
+    def _generate(self, chats, sampling=Sampling()):
+        self.prompts += [next(m["content"] for m in chat if m["role"] == "user") for chat in chats]
+        return [[Completion("<think>-</think>\n[" + ", ".join(map(str, range(1, 21))) + "]", 50, 9, "stop")]
+                for _ in chats]
+
+
+def test_generate_prompt_shows_the_popular_line_that_training_teaches(cds):
+    from policies.evidence import CoLikedGraph
+
+    llm, cases, train = Recorder(), cds.test.subset(slice(0, 4)), cds.train("full")
+    policy = STARecPolicy(llm, fast="generate", think=True, constrained=False, reflect_steps=0, evidence=True,
+                          popular=5, progress=False)
+    policy.fit(train).score(cases)
+    graph = CoLikedGraph(train, popular=5)
+    for prompt, history, row in zip(llm.prompts, cases.histories, cases.candidates):
+        evidence = graph.evidence(history, row)
+        assert len(evidence.popular) == 5
+        assert f"most first: {evidence.line()}\nMost popular with all users, most first: {evidence.popular_line()}\n" \
+            in prompt
+    assert policy.name == "starec-gen-noreflect-evidence-pop5" and policy.usage["parse_ok"] == 4
+
+
 def test_llmrank_ranks_real_cases(ml1m, smollm):
     policy = LLMRankPolicy(smollm, bootstrap=2, progress=False).fit(ml1m.train("full"))
     scores = policy.score(ml1m.test.subset(slice(0, 1)))

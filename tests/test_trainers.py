@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from agents.prompts import SUMMARY_HEAD
-from policies.evidence import CoLikedGraph, describe, most_co_liked
-from starec_env.metrics import summarize
+from policies.evidence import CoLikedGraph, CoLikedPolicy, Evidence, describe, most_co_liked
+from starec_env.metrics import summarize, target_ranks
 from trainers.cases import reflection_cases, training_cases
 from trainers.curves import write_stage_bars
 from trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
@@ -108,17 +108,48 @@ def test_training_evidence_leaves_out_the_users_own_transitions(ml1m):
     for case in training_cases(ml1m, users=4, seed=3, history=5, graph=graph):
         everyone = graph.counts(case.history, case.candidates)
         target = case.target_index
-        assert everyone[target] >= case.evidence[target] + 1  # the user's own step into the target is not shown
-        assert all(n == case.evidence[i] for i, n in enumerate(everyone) if i != target)  # negatives: never theirs
+        counts = case.evidence.counts
+        assert everyone[target] >= counts[target] + 1  # the user's own step into the target is not shown
+        assert all(n == counts[i] for i, n in enumerate(everyone) if i != target)  # negatives: never theirs
         shown = case.chat[-1]["content"].splitlines()[-2]  # the evidence line, just above the answer format
-        assert shown.startswith("Co-liked") and shown.endswith(describe(case.evidence))
-        listed = target in most_co_liked(case.evidence, 10)
-        assert (f"[{target + 1}] {case.evidence[target]} times" in shown) == listed
+        assert shown.startswith("Co-liked") and shown.endswith(describe(counts))
+        listed = target in most_co_liked(counts, 10)
+        assert (f"[{target + 1}] {counts[target]} times" in shown) == listed
+
+
+def test_popular_evidence_names_the_most_liked_candidates_without_the_users_own_interactions(cds):
+    graph = CoLikedGraph(cds.train("full"), popular=5)
+    for case in training_cases(cds, users=6, seed=1, history=5, graph=graph):
+        own = list(graph.sequences[case.user])  # holds the target: the case is the user's last training step
+        liked = [graph.popularity[c] - own.count(c) for c in case.candidates]
+        assert [liked[i] for i in case.evidence.popular] == sorted(liked, reverse=True)[:5]
+        shown = case.chat[-1]["content"].splitlines()[-2]
+        assert shown == f"Most popular with all users, most first: {case.evidence.popular_line()}"
+        order, counts, popular = case.evidence.order(), case.evidence.counts, case.evidence.popular
+        assert sorted(order) == list(range(len(case.candidates)))
+        co_liked = sum(1 for n in counts if n)
+        assert all(counts[i] for i in order[:co_liked])  # co-liked first, then the popular ones in their order
+        named = [i for i in popular if not counts[i]]
+        assert order[co_liked:co_liked + len(named)] == named
+
+
+def test_ranking_by_the_evidence_order_is_ranking_by_the_counts_when_no_popular_are_named(ml1m):
+    cases = ml1m.valid.subset(slice(0, 200))
+    by_order = CoLikedPolicy().fit(ml1m.train("full")).score(cases)
+    graph = CoLikedGraph(ml1m.train("full"))
+    by_counts = np.array([graph.counts(h, c) for h, c in zip(cases.histories, cases.candidates)], dtype=float)
+    assert (target_ranks(by_order, cases.target_index) == target_ranks(by_counts, cases.target_index)).all()
+    with_popular = CoLikedPolicy(popular=10).fit(ml1m.train("full"))
+    assert with_popular.name == "co-liked+pop10"
+    assert (with_popular.score(cases) != by_order).any()
 
 
 def test_the_co_liked_teacher_ranks_by_the_counts_in_the_prompt(smollm, cases):
-    answer = co_liked_answer([0, 5, 2, 5])
+    answer = co_liked_answer(Evidence([0, 5, 2, 5]))
     assert answer.endswith("[2, 4, 3, 1]") and "[2], [4], [3]." in answer
+    assert "popular" not in answer
+    answer = co_liked_answer(Evidence([0, 0, 2, 0, 0], popular=[4, 2, 0]))
+    assert answer.endswith("[3, 5, 1, 2, 4]") and "items: [3]. Most popular: [5], [3], [1]." in answer
     assert screen(answer, 4, target_index=1, threshold=0.3)[0] is None
     with pytest.raises(ValueError, match="counts in the prompt"):
         CoLikedTeacher(smollm).write(cases[:1], [None], [""])  # built without a graph: nothing to rank by

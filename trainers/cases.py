@@ -16,7 +16,7 @@ import numpy as np
 
 from agents import fast, prompts, slow
 from agents.llm import LLM, Chat
-from policies.evidence import CoLikedGraph, describe
+from policies.evidence import CoLikedGraph, Evidence
 from starec_env.envs import UserEnv
 from starec_env.protocol import Protocol
 
@@ -28,7 +28,7 @@ class TrainingCase:
     candidates: list[int]
     target_index: int
     chat: Chat  # the fast-thinking prompt the student will see (the STARec policy's own format)
-    evidence: list[int]  # per candidate, its co-liked count (the prompt lists the top ones); empty without evidence
+    evidence: Evidence | None  # what the prompt's evidence lines say; None without evidence
 
 
 @dataclass
@@ -43,8 +43,8 @@ class ReflectionCase:
 def training_cases(protocol: Protocol, users: int, seed: int, rounds: int = 1, history: int = 20,
                    graph: CoLikedGraph | None = None) -> list[TrainingCase]:
     """One ranking case per (user, round) for `users` users drawn with `seed`; rounds of a user are consecutive.
-    With a `graph`, the prompt ends with the evidence line of the most co-liked candidates (other users' edges only),
-    as in the STARec policy with `evidence=True`."""
+    With a `graph`, the prompt ends with the evidence lines of the most co-liked (and, if the graph names them, most
+    popular) candidates, from other users' interactions only, as in the STARec policy with `evidence=True`."""
     env = UserEnv(protocol=protocol, rounds=rounds, split="train")
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(protocol.test), size=min(users, len(protocol.test)), replace=False)
@@ -82,8 +82,9 @@ def reflection_cases(protocol: Protocol, llm: LLM, users: int, seed: int, histor
 
 
 def _ranking_case(protocol, user, history, candidates, target_index, length, graph) -> TrainingCase:
-    counts = graph.counts(history, candidates, without_user=user) if graph is not None else []
+    evidence = graph.evidence(history, candidates, without_user=user) if graph is not None else None
+    lines = {"evidence": evidence.line(), "popular": evidence.popular_line()} if evidence else {}
     chat = prompts.ranking_chat(protocol.titles(history[-length:]), protocol.titles(candidates),
-                                protocol.profiles[user], think=True, evidence=describe(counts))
+                                protocol.profiles[user], think=True, **lines)
     return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat,
-                        counts)
+                        evidence)

@@ -10,10 +10,11 @@ Three teachers:
 - `LLMTeacher` — any backend spec (e.g. a DeepSeek-R1 endpoint via `openai:`), asked to think and rank, or reflect.
 - `AnswerConditionedTeacher` — a strong classical ranking (SASRec trained on the `_full` view) supplies the list,
   and the local LLM writes the rationale *given* the real next item (rationale generation conditioned on the answer).
-- `CoLikedTeacher` — the offline default, with `evidence`: it ranks by the co-liked counts whose top the prompt's
-  evidence line lists (`policies.evidence`) and its rationale names the top three, so every ranking it teaches can
-  be derived from the prompt. SFT on SASRec's lists, which the prompt does not determine, took a 135M student
-  *below* random (validation NDCG@10 17.9; on the co-liked teacher's, 67.3 — README, Training).
+- `CoLikedTeacher` — the offline default, with `evidence`: it ranks in the order the prompt's evidence lines imply
+  (co-liked counts, then with `popular` the most popular candidates; `policies.evidence`) and its rationale names
+  the top three, so every ranking it teaches can be derived from the prompt. SFT on SASRec's lists, which the
+  prompt does not determine, took a 135M student *below* random (validation NDCG@10 17.9; on the co-liked
+  teacher's, 67.3 — README, Training).
 
 Both offline teachers write reflections with the local LLM given the real choice; traces say all this in their
 provenance.
@@ -37,7 +38,7 @@ from agents import slow
 from agents.llm import LLM, Chat, Sampling, load_llm
 from agents.parsing import parse_ranking
 from agents.prompts import SUMMARY_HEAD
-from policies.evidence import CoLikedGraph
+from policies.evidence import CoLikedGraph, Evidence
 from starec_env.metrics import ndcg, target_rank
 from starec_env.protocol import Cases, Protocol
 from trainers.cases import ReflectionCase, TrainingCase, reflection_cases, training_cases
@@ -50,6 +51,7 @@ class DistillConfig:
     reflection_users: int = 48  # users whose feedback loop is replayed for slow-thinking traces (misses only)
     teacher: str = "co-liked"  # "co-liked" or "sasrec" (offline teachers) or an LLM spec for LLMTeacher
     evidence: bool = True  # the co-liked evidence line in every ranking prompt (the STARec policy's `evidence`)
+    popular: int = 0  # with evidence, also name the N most popular candidates (the STARec policy's `popular`)
     teacher_seconds: float = 180  # SASRec's training budget: 74.85 NDCG@10 in 3 quiet min, 75.85 to the end
     ndcg_threshold: float = 0.3  # NDCG@10 the teacher's ranking must reach (0.3 ≈ target in the top 5)
     max_attempts: int = 3
@@ -153,25 +155,27 @@ class LocalReflections:
 
 
 class CoLikedTeacher(LocalReflections):
-    """Ranks by the co-liked counts shown in the prompt, highest first, and cites the top ones as its rationale."""
+    """Ranks in the order the prompt's evidence implies and cites its top candidates as the rationale."""
 
     def __init__(self, llm: LLM | str | None = None, max_tokens: int = 40):
         super().__init__(llm, max_tokens)
         self.name = f"co-liked counts shown in the prompt + {self.llm.spec} reflections given the real choice"
 
     def write(self, cases: Sequence[TrainingCase], errors: Sequence[str | None], previous: Sequence[str]) -> list[str]:
-        if any(not case.evidence for case in cases):
+        if any(case.evidence is None for case in cases):
             raise ValueError("the co-liked teacher ranks by the counts in the prompt: build the cases with a graph "
                              "(DistillConfig.evidence=True)")
         return [co_liked_answer(case.evidence) for case in cases]
 
 
-def co_liked_answer(counts: Sequence[int], cite: int = 3) -> str:
-    """`<think>` naming the most co-liked candidates, then all labels by count (ties in listed order)."""
-    order = sorted(range(len(counts)), key=lambda i: -counts[i])
-    cited = [f"[{i + 1}]" for i in order[:cite] if counts[i]]
+def co_liked_answer(evidence: Evidence, cite: int = 3) -> str:
+    """`<think>` naming the most co-liked (and popular) candidates, then all labels in the evidence's order."""
+    order = evidence.order()
+    cited = [f"[{i + 1}]" for i in order[:cite] if evidence.counts[i]]
     rationale = (f"Most co-liked with the user's recent items: {', '.join(cited)}." if cited else
                  "No candidate is co-liked with the user's recent items.")
+    if evidence.popular:
+        rationale += f" Most popular: {', '.join(f'[{i + 1}]' for i in evidence.popular[:cite])}."
     return f"<think>{rationale}</think>\n[{', '.join(str(i + 1) for i in order)}]"
 
 
@@ -218,7 +222,7 @@ def distill(protocol: Protocol, config: DistillConfig, out: Path, teacher=None, 
     out.mkdir(parents=True, exist_ok=True)
     check_ranking = ranking_check(config.ndcg_threshold, teacher.revises_ranking)
     provenance = {"teacher": teacher.name, "config": asdict(config)}
-    graph = CoLikedGraph(protocol.train("full")) if config.evidence else None
+    graph = CoLikedGraph(protocol.train("full"), popular=config.popular) if config.evidence else None
     fast = training_cases(protocol, config.users, config.seed, config.rounds, config.history, graph)
     counts = {"traces": _append(out / "traces.jsonl", fast,
                                 lambda chunk: _screened(teacher.write, check_ranking, chunk, config.max_attempts),

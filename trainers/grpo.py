@@ -44,6 +44,7 @@ class GRPORunConfig:
     reflection_users: int = 48  # users whose feedback loop is replayed; each miss is a reflection prompt
     history: int = 20  # most recent training items shown in a prompt
     evidence: bool = True  # the co-liked evidence line in ranking prompts, as in distillation and the STARec policy
+    popular: int = 0  # with evidence, also name the N most popular candidates (the STARec policy's `popular`)
     bf16: bool | None = None  # bfloat16 autocast; None → where bf16 matrix products are native
     seed: int = 1  # a different draw of training users than distillation's
 
@@ -107,7 +108,7 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
     keep_freed_memory()
     scorer = load_llm(f"hf:{model}")
     reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed, config.history)
-    graph = CoLikedGraph(protocol.train("full")) if config.evidence else None
+    graph = CoLikedGraph(protocol.train("full"), popular=config.popular) if config.evidence else None
     rows = [{"prompt": case.chat, "target_index": case.target_index, "n_candidates": len(case.candidates),
              "reflection": -1}
             for case in training_cases(protocol, config.users, config.seed, 1, config.history, graph)]

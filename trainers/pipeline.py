@@ -39,13 +39,14 @@ class PipelineConfig:
     reflect_steps: int = 1  # self-reflection rounds before each validation ranking (0 is the "w/o" ablation)
     ablations: bool = False  # also GRPO straight from the base model (the paper's "w/o SFT")
     evidence: bool = True  # the co-liked evidence line in every ranking prompt: distillation, GRPO and validation
+    popular: int = 0  # with evidence, also name the N most popular candidates (Amazon CDs, where few are co-liked)
 
 
 def run_pipeline(config: PipelineConfig) -> list[dict]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    config.distill = replace(config.distill, evidence=config.evidence)
-    config.grpo = replace(config.grpo, evidence=config.evidence)
+    config.distill = replace(config.distill, evidence=config.evidence, popular=config.popular)
+    config.grpo = replace(config.grpo, evidence=config.evidence, popular=config.popular)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.distill.seed))
     timings = _load(out / "timings.json")
@@ -54,7 +55,7 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     def validate(stage: str, model: str, reflect_steps: int = config.reflect_steps) -> str:
         """Score a stage's checkpoint as soon as it exists, so a bad stage shows before the next one trains."""
         if stage not in {row["stage"] for row in rows}:
-            rows.append(_validate(protocol, stage, model, reflect_steps, config.eval_users, config.evidence))
+            rows.append(_validate(protocol, stage, model, reflect_steps, config))
             _save(out / "validation.json", {"rows": rows})
             tqdm.write(f"{stage}: validation NDCG@10 {100 * rows[-1]['ndcg@10']:.2f} ({rows[-1]['users']} users)")
         return model
@@ -77,12 +78,12 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     return rows
 
 
-def _validate(protocol, stage: str, model: str, reflect_steps: int, users: int, evidence: bool) -> dict:
+def _validate(protocol, stage: str, model: str, reflect_steps: int, config: PipelineConfig) -> dict:
     """NDCG on the first `users` validation cases for one checkpoint: `reflect_steps` reflections, then generation.
     The row keeps every user's target rank, so two stages can be compared user by user."""
-    policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=reflect_steps, evidence=evidence,
-                          progress=False)
-    cases = protocol.valid.subset(slice(0, users))
+    policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=reflect_steps,
+                          evidence=config.evidence, popular=config.popular, progress=False)
+    cases = protocol.valid.subset(slice(0, config.eval_users))
     ranks = target_ranks(policy.fit(protocol.train("full")).score(cases), cases.target_index)
     return {"stage": stage, "model": str(model), "reflect_steps": reflect_steps, "users": len(cases),
             **summarize(ranks), "ranks": [int(rank) for rank in ranks],
