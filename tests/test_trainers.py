@@ -17,7 +17,7 @@ from trainers.curves import write_stage_bars
 from trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
                               reflection_check, screen, screen_reflection)
 from trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
-from trainers.pipeline import _validate
+from trainers.pipeline import PipelineConfig, _validate
 from trainers.sft import SFTRunConfig, hardware, model_path, sft
 
 GOOD = "<think>They like dramas.</think>\n[" + ", ".join(str(i) for i in range(1, 21)) + "]"
@@ -258,6 +258,6 @@ def test_the_validation_table_is_written_whole_with_a_bar_per_stage(tmp_path):
 
 
 def test_a_validation_row_keeps_every_users_rank_for_paired_comparisons(ml1m):
-    row = _validate(ml1m, "base", model_path(None), reflect_steps=0, users=2, evidence=True)
+    row = _validate(ml1m, "base", model_path(None), reflect_steps=0, config=PipelineConfig(eval_users=2))
     assert row["users"] == 2 and all(1 <= rank <= 20 for rank in row["ranks"])
     assert row["ndcg@10"] == pytest.approx(summarize(np.asarray(row["ranks"]))["ndcg@10"])
