@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import networkx as nx
 import numpy as np
 
-from policies.base import Policy
+from policies.base import Policy, PopularityPolicy
 from starec_env.protocol import Cases, TrainView
 
 
@@ -52,7 +52,7 @@ class CoLikedGraph:
         self.graph = nx.Graph()
         self.graph.add_weighted_edges_from((a, b, n) for (a, b), n in _edges(train.sequences).items())
         self.sequences = {int(user): sequence for user, sequence in zip(train.users, train.sequences)}
-        self.popularity = np.bincount(np.concatenate(train.sequences), minlength=train.n_items)
+        self.popularity = PopularityPolicy().fit(train).counts  # the Pop row's counts, not a second copy
 
     def evidence(self, history: Sequence[int], candidates: Sequence[int], without_user: int | None = None) -> Evidence:
         """The co-liked counts and the `popular` most popular candidates, both from other users than `without_user`."""
