@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from agents.llm import LLM, Chat, Sampling
-from agents.parsing import ParsedRanking, candidate_label, match_title, parse_ranking
+from starec_env.agents.llm import LLM, Chat, Sampling
+from starec_env.agents.parsing import ParsedRanking, candidate_label, match_title, parse_ranking
 
 CHOICE_MODES = ("likelihood", "generate")
 DISLIKE = re.compile(r"\b(dislike|don'?t like|do not like|not like|hate|boring)\b", re.I)

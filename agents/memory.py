@@ -1,6 +1,6 @@
 """What a cognitive agent remembers about one user: profile, history, preference summary and reflection log.
 
-The summary is the part slow thinking rewrites; the history only grows with real (logged) interactions. Everything
+The summary is the part slow thinking rewrites; the history grows with the interactions the user makes. Everything
 is plain JSON, so a whole population's memories can be saved, shared and reloaded without pickle.
 """
 
@@ -27,6 +27,14 @@ class Memory:
 
     def remember(self, item: int) -> None:
         self.history.append(int(item))
+
+    def record_reflection(self, step: int, target: int, predicted: int, reflection) -> None:
+        """Log what slow thinking saw and wrote (an `agents.slow.Reflection`) about the round after `step` known
+        interactions, and adopt its rewritten summary."""
+        self.reflections.append({"step": int(step), "target": int(target), "predicted": int(predicted),
+                                 "before": self.summary, "reflection": reflection.reflection,
+                                 "after": reflection.summary, "status": reflection.status})
+        self.summary = reflection.summary
 
     def to_dict(self) -> dict:
         return asdict(self)

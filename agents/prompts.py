@@ -6,14 +6,38 @@ Every prompt states its answer format on the last line, where a small model atte
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from agents.llm import Chat
-from agents.parsing import candidate_label
+from starec_env.agents.llm import Chat
+from starec_env.agents.parsing import candidate_label
 
 RANKER_SYSTEM = "You are a recommender system. You rank items for a user by how likely the user is to choose each next."
 USER_SYSTEM = "You are simulating one real user of a recommendation service. Stay in character and be brief."
 SUMMARY_HEAD = "Updated preferences:"
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """What the agent's prompts show and how long its answers may be: one config that the STARec policy,
+    distillation, GRPO and validation share (a model is trained on the prompts it is evaluated with), and that the
+    simulated users read with a shorter history."""
+
+    history: int = field(default=20, metadata={"help": "most recent history items shown in every prompt"})
+    evidence: bool = field(default=False, metadata={
+        "help": "add the co-liked evidence line (how often each candidate is liked next to the user's recent items) "
+                "to ranking prompts"})
+    popular: int = field(default=0, metadata={
+        "help": "with evidence, also name the N most popular candidates (for sparse catalogues such as Amazon CDs)"})
+    think: bool = field(default=False, metadata={
+        "help": "a generated ranking starts with a <think> rationale"})
+    summary_tokens: int = field(default=48, metadata={"help": "token budget of a first preference summary"})
+    reflection_tokens: int = field(default=64, metadata={"help": "token budget of a reflection and its new summary"})
+    choice_tokens: int = field(default=24, metadata={"help": "token budget of a simulated user's rationale"})
+
+    def __post_init__(self):
+        if self.history < 0 or self.popular < 0:
+            raise ValueError(f"history and popular must be >= 0, got history={self.history}, popular={self.popular}")
 
 
 def describe_user(profile: str = "", summary: str = "", history: Sequence[str] = (), neighbours: str = "") -> list[str]:
@@ -33,9 +57,9 @@ def ranking_chat(history: Sequence[str], candidates: Sequence[str], profile: str
                  think: bool = False, style: str = "number", evidence: str = "", popular: str = "") -> Chat:
     """Fast thinking of the ranker: order `candidates` for the user, optionally after lines of evidence about them.
 
-    The evidence is one line in its own order (most co-liked first), not a number beside each candidate: SmolLM2
-    fine-tuned on 131 rankings sorted by per-candidate counts wrote the same first labels for every user (validation
-    NDCG@10 21.3, against 34.1 before), while copying labels from one ordered line is what small models do well.
+    The evidence is one line in its own order (most co-liked first), not a number beside each candidate: copying
+    labels from one ordered line is what a small fine-tuned model does well, while per-candidate numbers led it to
+    write the same first labels for every user (docs/findings.md).
     """
     lines = describe_user(profile, summary, history)
     lines.append(f"Candidates ({len(candidates)}):")
@@ -53,8 +77,8 @@ def ranking_chat(history: Sequence[str], candidates: Sequence[str], profile: str
 def next_item_chat(history: Sequence[str], profile: str = "", summary: str = "", evidence: Sequence[str] = ()) -> Chat:
     """Fast thinking by likelihood: who the user is, and no candidate list — each candidate is scored as the answer.
 
-    Listing the candidates first lets a small model copy from the list instead of judging the user: on 40 ML-1M
-    test users SmolLM2 reached NDCG@10 25.6 with the list and 49.2 without it (`rank_by_likelihood`, same users).
+    Listing the candidates first lets a small model copy from the list instead of judging the user, which ranks
+    far worse (docs/findings.md).
     """
     lines = describe_user(profile, summary, history)
     if evidence:

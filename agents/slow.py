@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from agents.llm import LLM, Chat, Sampling
-from agents.prompts import SUMMARY_HEAD
+from starec_env.agents.llm import LLM, Chat, Sampling
+from starec_env.agents.prompts import SUMMARY_HEAD
 
 MAX_SUMMARY_CHARS = 400  # keeps every later prompt bounded, whatever the model writes
 ALREADY_JOINED = set("'’,.;:!?")  # a continuation starting with one of these attaches to the prefill without a space

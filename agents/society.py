@@ -16,30 +16,34 @@ from typing import Sequence
 import networkx as nx
 import numpy as np
 
-from agents import fast, prompts, slow
-from agents.llm import LLM, load_llm
-from agents.memory import Memory, load_memories, save_memories
-from starec_env.protocol import Protocol
-
-REFLECT_WHEN = ("mismatch", "always", "never")
+from starec_env.agents import fast, prompts, slow
+from starec_env.agents.catalogue import Catalogue
+from starec_env.agents.llm import LLM, load_llm
+from starec_env.agents.loop import REFLECT_WHEN, Decision, FeedbackLoop, Round
+from starec_env.agents.memory import Memory, load_memories, save_memories
+from starec_env.agents.prompts import PromptConfig
 
 
 @dataclass(frozen=True)
 class AgentConfig:
-    choice: str = "likelihood"  # fast thinking: see agents.fast
-    reflect: str = "mismatch"  # slow thinking after a step: on a wrong prediction, always, or never
-    shown: int = 5  # the user sees the policy's top `shown` items…
-    shuffle_shown: bool = True  # …in random order, so a model's position bias cannot favour the policy's top pick
-    history_shown: int = 10  # recent items in every prompt
-    carry_memory: bool = False  # True: a user's summary carries over into their next episode (a learning society);
-    # False: every episode starts from the user's first summary, so the same seed gives the same episode
-    neighbours: int = 0  # social influence: how many graph neighbours the user reads (0 = none)
-    graph_degree: int = 10  # edges kept per user when the graph is built
-    choice_tokens: int = 24
-    summary_tokens: int = 48
-    reflection_tokens: int = 64
+    """How a simulated user behaves; `prompt` sets what its prompts show (a shorter history than the ranker's)."""
+
+    choice: str = field(default="likelihood", metadata={"help": "fast thinking: see agents.fast"})
+    reflect: str = field(default="mismatch", metadata={
+        "help": "slow thinking after a step: on a wrong prediction, always, or never"})
+    shown: int = field(default=5, metadata={"help": "the user sees the policy's top `shown` items"})
+    shuffle_shown: bool = field(default=True, metadata={
+        "help": "show them in random order, so a model's position bias cannot favour the policy's top pick"})
+    carry_memory: bool = field(default=False, metadata={
+        "help": "a user's summary carries over into their next episode (a learning society); off: every episode "
+                "starts from the user's first summary, so the same seed gives the same episode"})
+    neighbours: int = field(default=0, metadata={"help": "social influence: graph neighbours the user reads"})
+    graph_degree: int = field(default=10, metadata={"help": "edges kept per user when the graph is built"})
+    prompt: PromptConfig = PromptConfig(history=10)
 
     def __post_init__(self):
+        if isinstance(self.prompt, dict):  # from JSON or an env's `agent={...}` option
+            object.__setattr__(self, "prompt", PromptConfig(**self.prompt))
         if self.choice not in fast.CHOICE_MODES:
             raise ValueError(f"choice must be one of {fast.CHOICE_MODES}, got {self.choice!r}")
         if self.reflect not in REFLECT_WHEN:
@@ -70,9 +74,10 @@ class Feedback:
 
 
 class Population:
-    def __init__(self, protocol: Protocol, llm: LLM | str | None = None, config: AgentConfig = AgentConfig()):
-        self.protocol, self.config = protocol, config
+    def __init__(self, catalogue: Catalogue, llm: LLM | str | None = None, config: AgentConfig = AgentConfig()):
+        self.catalogue, self.config = catalogue, config
         self.llm = llm if isinstance(llm, LLM) else load_llm(llm)
+        self.loop = FeedbackLoop(self.llm, catalogue, config.prompt)
         self.memories: dict[int, Memory] = {}
         self.first_summaries: dict[str, str] = {}  # "user:history length" → the summary slow thinking first wrote
         self.counts = {"steps": 0, "unparsed_choices": 0, "reflections": 0, "reflection_unstructured": 0,
@@ -86,27 +91,28 @@ class Population:
         missing = {key: (int(user), history) for key, user, history in zip(keys, users, histories)
                    if key not in self.first_summaries}
         if missing:
-            chats = [prompts.summary_chat(self.protocol.titles(history[-self.config.history_shown:]),
-                                          self.protocol.profiles[int(user)]) for user, history in missing.values()]
-            self.first_summaries.update(zip(missing, slow.summarize(self.llm, chats, self.config.summary_tokens)))
+            written = self.loop.first_summaries([history for _, history in missing.values()],
+                                                [self.catalogue.profiles[user] for user, _ in missing.values()])
+            self.first_summaries.update(zip(missing, written))
         memories = []
         for key, user, history in zip(keys, users, histories):
             carried = self.memories.get(int(user)) if self.config.carry_memory else None
-            memory = carried or Memory(int(user), self.protocol.profiles[int(user)], summary=self.first_summaries[key])
+            memory = carried or Memory(int(user), self.catalogue.profiles[int(user)],
+                                       summary=self.first_summaries[key])
             memory.history = [int(i) for i in history]
             self.memories[int(user)] = memory
             memories.append(memory)
         return memories
 
     def save(self, path: str | Path) -> Path:
-        return save_memories(self.memories.values(), path, dataset=self.protocol.dataset, config=asdict(self.config),
+        return save_memories(self.memories.values(), path, dataset=self.catalogue.dataset, config=asdict(self.config),
                              first_summaries=self.first_summaries)
 
     def load(self, path: str | Path) -> Population:
         memories, metadata = load_memories(path)
-        if metadata.get("dataset") != self.protocol.dataset:
+        if metadata.get("dataset") != self.catalogue.dataset:
             raise ValueError(f"{path}: memories of dataset {metadata.get('dataset')!r}, "
-                             f"but this population simulates {self.protocol.dataset!r}")
+                             f"but this population simulates {self.catalogue.dataset!r}")
         self.memories = {m.user: m for m in memories}
         self.first_summaries = dict(metadata.get("first_summaries", {}))
         return self
@@ -115,45 +121,31 @@ class Population:
     def respond(self, requests: Sequence[FeedbackRequest]) -> list[Feedback]:
         """Fast thinking for every request in one call, then slow thinking for those that need it in another."""
         memories = [self.memories[r.user] for r in requests]
-        orders = [self._display_order(r) for r in requests]
-        shown_titles = [self.protocol.titles([r.shown[i] for i in order]) for r, order in zip(requests, orders)]
-        chats = [prompts.choice_chat(self.protocol.titles(m.recent(self.config.history_shown)), titles, m.profile,
-                                     m.summary, self._neighbour_text(m.user))
-                 for m, titles in zip(memories, shown_titles)]
-        choices = fast.choose(self.llm, chats, shown_titles, self.config.choice, self.config.choice_tokens)
-        picked = [r.shown[order[c.position]] for r, order, c in zip(requests, orders, choices)]
-        reflections = self._reflect(requests, memories, picked, choices)
+        rounds = [Round(list(m.history), r.shown, r.target) for m, r in zip(memories, requests)]
+        choices: list[fast.Choice] = []
+
+        def choose(memories: Sequence[Memory], rounds: Sequence[Round]) -> list[Decision]:
+            """The user's pick among the shown items, in display order; the rationale is part of the prediction."""
+            orders = [self._display_order(r) for r in requests]
+            shown_titles = [self.catalogue.titles([r.shown[i] for i in order]) for r, order in zip(requests, orders)]
+            chats = [prompts.choice_chat(self.loop.recent(m.history), titles, m.profile, m.summary,
+                                         self._neighbour_text(m.user)) for m, titles in zip(memories, shown_titles)]
+            choices.extend(fast.choose(self.llm, chats, shown_titles, self.config.choice,
+                                       self.config.prompt.choice_tokens))
+            picks = [r.shown[order[c.position]] for r, order, c in zip(requests, orders, choices)]
+            return [Decision(int(item), f"chose {self.catalogue.item_text(item)} "
+                                        f"({'liked' if c.liked else 'disliked'}), {c.rationale}")
+                    for item, c in zip(picks, choices)]
+
+        steps = self.loop.step(memories, rounds, choose, self.config.reflect)
         feedback = []
-        for request, memory, choice, item, reflection in zip(requests, memories, choices, picked, reflections):
+        for request, memory, choice, (decision, reflection) in zip(requests, memories, choices, steps):
             memory.remember(request.target)  # the walk follows the user's real interactions
-            feedback.append(Feedback(item, list(request.shown).index(item) + 1, choice.liked, choice.rationale,
-                                     choice.parsed, item == request.target, reflection, memory.to_dict(),
-                                     choice.tokens + (reflection.tokens if reflection else 0)))
+            feedback.append(Feedback(decision.pick, list(request.shown).index(decision.pick) + 1, choice.liked,
+                                     choice.rationale, choice.parsed, decision.pick == request.target, reflection,
+                                     memory.to_dict(), choice.tokens + (reflection.tokens if reflection else 0)))
         self._count(feedback)
         return feedback
-
-    def _reflect(self, requests, memories, picked, choices) -> list[slow.Reflection | None]:
-        wanted = [self.config.reflect == "always" or (self.config.reflect == "mismatch" and item != r.target)
-                  for r, item in zip(requests, picked)]
-        todo = [i for i, want in enumerate(wanted) if want]
-        chats = [prompts.reflection_chat(
-            memories[i].summary, self.protocol.titles(memories[i].recent(self.config.history_shown)),
-            self.protocol.item_text(requests[i].target),
-            f"chose {self.protocol.item_text(picked[i])} ({'liked' if choices[i].liked else 'disliked'}), "
-            f"{choices[i].rationale}",
-            f"chose {self.protocol.item_text(requests[i].target)}", memories[i].profile) for i in todo]
-        results: list[slow.Reflection | None] = [None] * len(requests)
-        targets = [self.protocol.item_text(requests[i].target) for i in todo]
-        for i, reflection in zip(todo, slow.reflect(self.llm, chats, [memories[i].summary for i in todo], targets,
-                                                    self.config.reflection_tokens) if todo else []):
-            memory = memories[i]
-            memory.reflections.append({"step": len(memory.history), "target": int(requests[i].target),
-                                       "predicted": int(picked[i]), "before": memory.summary,
-                                       "reflection": reflection.reflection, "after": reflection.summary,
-                                       "status": reflection.status})
-            memory.summary = reflection.summary
-            results[i] = reflection
-        return results
 
     def _count(self, feedback: list[Feedback]) -> None:
         self.counts["steps"] += len(feedback)
@@ -177,7 +169,8 @@ class Population:
     def graph(self) -> nx.Graph:
         """Users linked to their `graph_degree` most similar users (Jaccard over training items), built once."""
         if self._graph is None:
-            self._graph = similarity_graph(self.protocol, self.config.graph_degree)
+            self._graph = similarity_graph(*self.catalogue.training_sequences(), self.catalogue.n_items,
+                                           self.config.graph_degree)
         return self._graph
 
     def _neighbour_text(self, user: int) -> str:
@@ -185,24 +178,23 @@ class Population:
             return ""
         ranked = sorted(self.graph[user].items(), key=lambda edge: -edge[1]["weight"])[: self.config.neighbours]
         known = [self.memories[n] for n, _ in ranked if n in self.memories and self.memories[n].history]
-        text = "; ".join(self.protocol.item_text(m.history[-1]) for m in known)
+        text = "; ".join(self.catalogue.item_text(m.history[-1]) for m in known)
         return f"{text}. One of them: {known[0].summary}" if known and known[0].summary else text
 
 
-def similarity_graph(protocol: Protocol, degree: int = 10) -> nx.Graph:
-    """Co-interaction graph over all users from training items only (held-out items never leak into it)."""
-    train = protocol.train("full")
-    matrix = np.zeros((len(train.users), protocol.n_items), dtype=np.float32)
-    for row, sequence in enumerate(train.sequences):
+def similarity_graph(users: np.ndarray, sequences: Sequence[np.ndarray], n_items: int, degree: int = 10) -> nx.Graph:
+    """Co-interaction graph over `users` from their training sequences (held-out items never leak into it)."""
+    matrix = np.zeros((len(users), n_items), dtype=np.float32)
+    for row, sequence in enumerate(sequences):
         matrix[row, sequence] = 1.0
     overlap = matrix @ matrix.T
     sizes = matrix.sum(1)
     jaccard = overlap / np.maximum(sizes[:, None] + sizes[None, :] - overlap, 1.0)
     np.fill_diagonal(jaccard, 0.0)
     graph = nx.Graph()
-    graph.add_nodes_from(int(u) for u in train.users)
-    for row, user in enumerate(train.users):
+    graph.add_nodes_from(int(u) for u in users)
+    for row, user in enumerate(users):
         for other in np.argsort(-jaccard[row])[:degree]:
             if jaccard[row, other] > 0:
-                graph.add_edge(int(user), int(train.users[other]), weight=float(jaccard[row, other]))
+                graph.add_edge(int(user), int(users[other]), weight=float(jaccard[row, other]))
     return graph

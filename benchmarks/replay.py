@@ -14,21 +14,36 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from policies.registry import check_options, make_policy, policy_name
+from starec_env.policies.registry import check_options, make_policy, policy_name
+from starec_env.datasets import dataset_spec
 from starec_env.metrics import check_scores, summarize, target_ranks
 from starec_env.protocol import Cases, Protocol, build_protocol, default_config
 
 
 @dataclass
 class BenchConfig:
-    dataset: str = "ml-1m"
-    policies: tuple[str, ...] = ("random", "pop", "bpr", "gru4rec", "sasrec")
-    views: tuple[str, ...] = ("full", "sample")
-    seeds: tuple[int, ...] = (0,)
-    n_users: int | None = None  # evaluate on the first N test users only (LLM policies on a CPU)
-    out: str = "results"
-    data_path: str | None = None
-    policy_options: dict = field(default_factory=dict)  # passed to every policy constructor that takes them
+    """`starec bench`: which policies, on which training views and seeds, with which options."""
+
+    dataset: str = field(default="ml-1m", metadata={
+        "help": "a registered dataset (ml-1m, amazon-cds, agentcf-cds) or a path to your own data"})
+    policies: tuple[str, ...] = field(default=("random", "pop", "bpr", "gru4rec", "sasrec"), metadata={
+        "help": "built-in names or your classes as 'module:Class' or 'path/to/file.py:Class'"})
+    views: tuple[str, ...] = field(default=("full", "sample"), metadata={
+        "flag": "--train", "help": "training views: full, sample or both"})
+    seeds: tuple[int, ...] = field(default=(0,), metadata={"help": "protocol and training seeds, e.g. 0,1,2"})
+    n_users: int | None = field(default=None, metadata={
+        "flag": "--users", "help": "evaluate on the first N test users only"})
+    out: str = field(default="results", metadata={"help": "parent folder of the results folder"})
+    data_path: str | None = field(default=None, metadata={
+        "flag": "--path", "help": "data folder (default: $STAREC_DATA_DIR, ./data)"})
+    policy_options: dict = field(default_factory=dict, metadata={
+        "flag": "--option", "help": "option for every policy whose constructor takes it, e.g. --option epochs=20"})
+    model: str | None = field(default=None, metadata={
+        "help": "LLM spec for the LLM policies (default: the embedded SmolLM2)"})
+
+    def options(self) -> dict:
+        """The keyword options every policy of the run is offered."""
+        return {**self.policy_options, **({"model": self.model} if self.model else {})}
 
 
 @dataclass
@@ -102,10 +117,10 @@ def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[di
     already holds; an LLM row also saves its scores every few batches (`partial/`), so a killed run loses at most
     those batches.
     """
-    from benchmarks.report import load_rows, new_results_dir, write_results
+    from starec_env.benchmarks.report import load_rows, new_results_dir, write_results
 
-    check_options(config.policies, config.policy_options)
-    out = out or new_results_dir(config.out, config.dataset)
+    check_options(config.policies, config.options())
+    out = out or new_results_dir(config.out, dataset_spec(config.dataset).name)
     rows, records = load_rows(out), []
     done = {(row["spec"], row["view_asked"], row["seed"]) for row in rows}
     for seed in config.seeds:
@@ -126,7 +141,7 @@ def _llm_usage(policy, protocol: Protocol, trace_path: Path, users: int) -> dict
     usage = dict(getattr(policy, "usage", None) or {})
     if not usage:
         return {}
-    from benchmarks.traces import write_trace_report
+    from starec_env.benchmarks.traces import write_trace_report
 
     targets = dict(zip(protocol.test.users[:users].tolist(), protocol.test.targets[:users].tolist()))
     write_trace_report(trace_path, f"{policy.name} on {protocol.dataset}", policy.traces, targets,
@@ -138,7 +153,7 @@ def _llm_usage(policy, protocol: Protocol, trace_path: Path, users: int) -> dict
 
 
 def _run_one(spec: str, view: str, seed: int, protocol: Protocol, config: BenchConfig, out: Path) -> dict | None:
-    policy = make_policy(spec, seed=seed, **config.policy_options)
+    policy = make_policy(spec, seed=seed, **config.options())
     learns = getattr(policy, "learns", True)
     if not learns and view != config.views[0]:
         return None  # the view does not change this policy: one row, not one per view

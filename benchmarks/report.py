@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.references import PAPER, REFERENCE  # noqa: E402
+from starec_env.benchmarks.references import PAPER, REFERENCE  # noqa: E402
 
 DISPLAY = {"random": "Random", "pop": "Pop", "bpr": "BPR", "gru4rec": "GRU4Rec", "sasrec": "SASRec"}
 KS = (1, 5, 10, 20)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.replay import evaluate
-from policies.registry import make_policy
+from starec_env.benchmarks.replay import evaluate
+from starec_env.policies.registry import make_policy
 from starec_env.protocol import Cases, build_protocol
 
 
@@ -111,8 +111,8 @@ def llm_speed(spec: str | None = None, threads: int = 2, prompts: int = 32, batc
               max_tokens: int = 32, dataset: str = "ml-1m") -> dict:
     import torch
 
-    from agents.llm import Sampling, load_llm
-    from agents.prompts import ranking_chat
+    from starec_env.agents.llm import Sampling, load_llm
+    from starec_env.agents.prompts import ranking_chat
 
     llm = load_llm(spec, threads=threads, batch_size=batch_size)
     protocol = build_protocol(dataset)
@@ -144,9 +144,7 @@ def env_speed(spec: str | None = None, threads: int = 2, users: int = 16, rounds
     """Replay throughput (single and vector env), then simulate mode batched vs one by one (`users=0` skips it)."""
     import gymnasium as gym
 
-    from starec_env.envs import ENV_DATASETS
-
-    env_id = f"starec_env:{next(k for k, v in ENV_DATASETS.items() if v == dataset)}"
+    env_id = "starec_env:STARec-v0"
     protocol = build_protocol(dataset)
     actions = np.random.default_rng(0).random((16, protocol.test.candidates.shape[1]))
     report = {"dataset": dataset, "rounds": rounds, "threads": threads}
@@ -172,8 +170,8 @@ def env_speed(spec: str | None = None, threads: int = 2, users: int = 16, rounds
 def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, rounds: int) -> dict:
     import gymnasium as gym
 
-    from agents.llm import load_llm
-    from agents.society import AgentConfig, Population
+    from starec_env.agents.llm import load_llm
+    from starec_env.agents.society import AgentConfig, Population
 
     llm = load_llm(spec, threads=threads, batch_size=users)
     config = AgentConfig()
@@ -209,8 +207,8 @@ def train_speed(dataset: str = "ml-1m", threads: int = 2, steps: int = 2, batch_
     import pandas as pd
     import torch
 
-    from trainers.cases import training_cases
-    from trainers.sft import SFTRunConfig, model_path, sft
+    from starec_env.trainers.cases import training_cases
+    from starec_env.trainers.sft import SFTRunConfig, model_path, sft
 
     torch.set_num_threads(threads)
     cases = training_cases(build_protocol(dataset), steps * batch_size, seed=0)

@@ -8,7 +8,7 @@ import argparse
 
 import gymnasium as gym
 
-from policies.registry import make_policy
+from starec_env.policies.registry import make_policy
 from starec_env.envs import observation_cases
 
 

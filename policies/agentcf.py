@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents import fast, slow
-from agents.llm import Sampling
-from agents.memory import Memory
-from agents.prompts import agentcf_item_chat, ranking_chat, reflection_chat, summary_chat
-from policies.llm_policy import LLMPolicy
+from starec_env.agents import fast, slow
+from starec_env.agents.llm import Sampling
+from starec_env.agents.loop import Decision, FeedbackLoop, Round
+from starec_env.agents.memory import Memory
+from starec_env.agents.prompts import agentcf_item_chat, ranking_chat
+from starec_env.policies.llm_policy import LLMPolicy
 from starec_env.protocol import Cases, TrainView
 
 VARIANTS = ("basic", "history", "retrieval")
@@ -38,13 +39,15 @@ class AgentCFPolicy(LLMPolicy):
         self.items: dict[int, str] = {}  # item agent memories: learned descriptions
         self._popularity: np.ndarray | None = None
         self._embedder = None
+        self.loop: FeedbackLoop | None = None
 
     def fit(self, train: TrainView) -> AgentCFPolicy:
         super().fit(train)
+        self.loop = FeedbackLoop(self.llm, train, self.prompt, describe=self.describe)
         counts = np.bincount(np.concatenate(train.sequences), minlength=train.n_items).astype(float) + 1.0
         self._popularity = counts / counts.sum()
         if self.variant == "retrieval":
-            from policies.embeddings import load_embedder
+            from starec_env.policies.embeddings import load_embedder
 
             self._embedder = load_embedder()
         return self
@@ -52,8 +55,8 @@ class AgentCFPolicy(LLMPolicy):
     def score_batch(self, cases: Cases) -> np.ndarray:
         memories = self._train_users(cases)
         titles = [[self.describe(i) for i in row] for row in cases.candidates]
-        chats = [ranking_chat(self.train.titles(h[-self.history_length:]) if self.variant != "basic" else [], t,
-                              m.profile, self._context(m, t)) for m, h, t in zip(memories, cases.histories, titles)]
+        chats = [ranking_chat(self.loop.recent(h) if self.variant != "basic" else [], t, m.profile, self._context(m, t))
+                 for m, h, t in zip(memories, cases.histories, titles)]
         scores = fast.rank_by_likelihood(self.llm, chats, [self.train.titles(row) for row in cases.candidates])
         for memory, row, score in zip(memories, cases.candidates, scores):
             self.count("ok")
@@ -81,43 +84,40 @@ class AgentCFPolicy(LLMPolicy):
                  if int(u) not in self.users]
         if fresh:
             steps = self.train_steps
-            chats = [summary_chat(self.train.titles(h[:-steps][-self.history_length:]), self.profile(u))
-                     for u, h in fresh]
-            for (user, history), summary in zip(fresh, slow.summarize(self.llm, chats)):
-                self.users[user] = Memory(user, self.profile(user), history, summary)
+            for user, history in fresh:
+                self.users[user] = Memory(user, self.profile(user), history)
+            memories = [self.users[u] for u, _ in fresh]
+            self.loop.summarize(memories, [h[:-steps] for _, h in fresh])
             rng = np.random.default_rng([self.seed, fresh[0][0]])
             for back in range(steps, 0, -1):
-                self._train_step([self.users[u] for u, _ in fresh], back, rng)
+                rounds = [Round(m.history[:-back], (m.history[-back], self._negative(m.history, rng)), m.history[-back])
+                          for m in memories]
+                self._train_step(memories, rounds)
         return [self.users[int(u)] for u in cases.users]
 
-    def _train_step(self, memories: list[Memory], back: int, rng: np.random.Generator) -> None:
-        """The user agent picks between the real item and a popular negative; a miss starts collaborative reflection."""
-        pairs = [(m.history[-back], self._negative(m.history, rng)) for m in memories]
-        chats = [ranking_chat(self.train.titles(m.history[:-back][-self.history_length:]),
-                              [self.describe(p), self.describe(n)], m.profile, m.summary)
-                 for m, (p, n) in zip(memories, pairs)]
-        scores = fast.rank_by_likelihood(self.llm, chats, [self.train.titles(pair) for pair in pairs])
-        wrong = [(m, p, n) for m, (p, n), s in zip(memories, pairs, scores) if s[1] >= s[0]]
-        self.usage["train_choices"] += len(pairs)
+    def _train_step(self, memories: list[Memory], rounds: list[Round]) -> None:
+        """The user agent picks between the real item and a popular negative; a miss starts collaborative reflection:
+        the user's self-description is rewritten, then both items' descriptions from that user's point of view."""
+        steps = self.loop.step(memories, rounds, self._choose_pair)
+        wrong = [(m, r) for m, r, (_, reflection) in zip(memories, rounds, steps) if reflection is not None]
+        self.usage["train_choices"] += len(rounds)
         self.usage["train_wrong"] += len(wrong)
         if wrong:
-            self._reflect(wrong, back)
+            self._rewrite_items(wrong)
 
-    def _reflect(self, wrong: list, back: int) -> None:
-        chats = [reflection_chat(m.summary, self.train.titles(m.history[:-back][-self.history_length:]),
-                                 self.describe(p), f"chose {self.describe(n)}", f"chose {self.describe(p)}", m.profile)
-                 for m, p, n in wrong]
-        results = slow.reflect(self.llm, chats, [m.summary for m, _, _ in wrong],
-                               [self.train.item_text(p) for _, p, _ in wrong])
+    def _choose_pair(self, memories: list[Memory], rounds: list[Round]) -> list[Decision]:
+        chats = [ranking_chat(self.loop.recent(r.history), [self.describe(i) for i in r.candidates], m.profile,
+                              m.summary) for m, r in zip(memories, rounds)]
+        scores = fast.rank_by_likelihood(self.llm, chats, [self.train.titles(r.candidates) for r in rounds])
+        picks = [r.candidates[1] if s[1] >= s[0] else r.candidates[0] for r, s in zip(rounds, scores)]
+        return [Decision(int(pick), f"chose {self.describe(pick)}") for pick in picks]
+
+    def _rewrite_items(self, wrong: list[tuple[Memory, Round]]) -> None:
         item_chats, item_ids = [], []
-        for (memory, positive, negative), result in zip(wrong, results):
-            memory.reflections.append({"target": positive, "predicted": negative, "before": memory.summary,
-                                       "reflection": result.reflection, "after": result.summary,
-                                       "status": result.status})
-            memory.summary = result.summary
-            for item, liked in ((positive, True), (negative, False)):
+        for memory, round_ in wrong:
+            for item, liked in zip(round_.candidates, (True, False)):
                 item_chats.append(agentcf_item_chat(self.describe(item), memory.summary, liked))
-                item_ids.append(item)
+                item_ids.append(int(item))
         answers = self.llm.generate(item_chats, Sampling(max_tokens=self.description_tokens, stop=("\n",)))
         for item, (completion,) in zip(item_ids, answers):
             if completion.text:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.torch_policy import TorchPolicy, TrainConfig
+from starec_env.policies.torch_policy import TorchPolicy, TrainConfig
 from starec_env.protocol import Cases, TrainView
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from policies.sequence import SequencePolicy, item_embedding
-from policies.torch_policy import TrainConfig
+from starec_env.policies.sequence import SequencePolicy, item_embedding
+from starec_env.policies.torch_policy import TrainConfig
 
 
 class GRU4RecModule(nn.Module):

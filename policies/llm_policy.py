@@ -1,4 +1,5 @@
-"""What every LLM policy shares: one LLM from a spec, batched scoring with a progress bar, usage and traces.
+"""What every LLM policy shares: one LLM from a spec, one `PromptConfig`, batched scoring with a progress bar, usage
+and traces.
 
 `usage` counts answers by parse status ("ok", "partial", "failed"), the LLM's tokens (read, written and scored,
 including slow thinking) and seconds, so the benchmark can report
@@ -10,27 +11,36 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.llm import LLM, load_llm
-from policies.base import Policy
+from starec_env.agents.llm import LLM, load_llm
+from starec_env.agents.prompts import PromptConfig
+from starec_env.policies.base import Policy
 from starec_env.protocol import Cases, TrainView
 
 
 class LLMPolicy(Policy):
-    learns = False  # zero-shot by default: the benchmark evaluates it once, not per training view
+    """`prompt` (or its fields as keywords, e.g. `history=5`, as `starec bench --option` passes them) sets what
+    every prompt shows; `dtype="bfloat16"` loads the model in bfloat16, faster on CPUs with native bf16 products."""
 
-    def __init__(self, model: str | LLM | None = None, seed: int = 0, batch_users: int = 16, history_length: int = 20,
-                 progress: bool = True, dtype: str | None = None):
+    learns = False  # zero-shot by default: the benchmark evaluates it once, not per training view
+    defaults = PromptConfig()  # the keyword options beyond the constructor's own (see policies.registry)
+
+    def __init__(self, model: str | LLM | None = None, seed: int = 0, batch_users: int = 16, progress: bool = True,
+                 dtype: str | None = None, prompt: PromptConfig | None = None, **prompt_fields):
         if isinstance(model, LLM):
             if dtype:
                 raise ValueError(f"dtype={dtype!r} applies to a model loaded from a spec, not to an LLM already loaded")
             self.llm = model
-        else:  # dtype="bfloat16": on a CPU with AMX / AVX512-BF16, 1.6× faster than float32 in STARec's CDs row
+        else:
             self.llm = load_llm(model, **({"dtype": dtype} if dtype else {}))
-        self.seed, self.batch_users, self.history_length, self.progress = seed, batch_users, history_length, progress
+        if prompt is not None and not isinstance(prompt, PromptConfig):
+            raise TypeError(f"prompt must be a PromptConfig, got {type(prompt).__name__}")
+        self.prompt = replace(prompt or self.defaults, **prompt_fields)
+        self.seed, self.batch_users, self.progress = seed, batch_users, progress
         self.usage: Counter = Counter()
         self.traces: list[dict] = []
         self.train: TrainView | None = None

@@ -1,6 +1,6 @@
 """LLMRank (Hou et al., ECIR 2024): zero-shot ranking of the candidates from the user's history, with bootstrapping.
 
-Each case is ranked `bootstrap` times with the candidates in shuffled orders (the model's position bias averages
+`style` picks one of the paper's prompts (`agents.prompts.LLMRANK_STYLES`). Each case is ranked `bootstrap` times with the candidates in shuffled orders (the model's position bias averages
 out), and the per-order scores are summed back at the candidates' real positions. `constrained=True` decodes under
 the label-list constraint (every answer a full ranking); `False` is the original free-form generation, read by the
 shared parser — the two settings give the parse-failure rate with and without the constraint.
@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents.fast import rank_by_generation
-from agents.prompts import llmrank_chat
-from policies.llm_policy import LLMPolicy
+from starec_env.agents.fast import rank_by_generation
+from starec_env.agents.prompts import llmrank_chat
+from starec_env.policies.llm_policy import LLMPolicy
 from starec_env.protocol import Cases
 
 
 class LLMRankPolicy(LLMPolicy):
     name = "llmrank"
 
-    def __init__(self, model=None, seed: int = 0, prompt: str = "recency", bootstrap: int = 3,
+    def __init__(self, model=None, seed: int = 0, style: str = "recency", bootstrap: int = 3,
                  constrained: bool = True, **options):
         super().__init__(model, seed, **options)
-        self.prompt, self.bootstrap, self.constrained = prompt, bootstrap, constrained
+        self.style, self.bootstrap, self.constrained = style, bootstrap, constrained
         self.name = f"llmrank{'' if constrained else '-free'}"
 
     def score_batch(self, cases: Cases) -> np.ndarray:
@@ -32,7 +32,7 @@ class LLMRankPolicy(LLMPolicy):
         for history, row, row_orders in zip(cases.histories, cases.candidates, orders):
             for order in row_orders:
                 shown.append(self.train.titles(row[order]))
-                chats.append(llmrank_chat(self.train.titles(history[-self.history_length:]), shown[-1], self.prompt))
+                chats.append(llmrank_chat(self.train.titles(history[-self.prompt.history:]), shown[-1], self.style))
         answers = iter(rank_by_generation(self.llm, chats, shown, constrained=self.constrained))
         scores = np.zeros(cases.candidates.shape)
         for b, row_orders in enumerate(orders):

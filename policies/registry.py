@@ -1,36 +1,58 @@
-"""Policies by name: the built-ins, or any class in the user's own code as `package.module:ClassName`."""
+"""Policies by name: the built-ins, or any class in the user's own code as `module:Class` (importable, or a module
+in the working directory, as `python -m` would find it) or `path/to/file.py:Class`."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import inspect
+import os
+import sys
+from pathlib import Path
 
-from policies.base import Policy
+from starec_env.policies.base import Policy
 
 BUILTIN = {
-    "random": "policies.base:RandomPolicy",
-    "pop": "policies.base:PopularityPolicy",
-    "bpr": "policies.bpr:BPRPolicy",
-    "gru4rec": "policies.gru4rec:GRU4RecPolicy",
-    "sasrec": "policies.sasrec:SASRecPolicy",
-    "co-liked": "policies.evidence:CoLikedPolicy",
-    "llmrank": "policies.llmrank:LLMRankPolicy",
-    "starec": "policies.starec:STARecPolicy",
-    "agentcf": "policies.agentcf:AgentCFPolicy",
+    "random": "starec_env.policies.base:RandomPolicy",
+    "pop": "starec_env.policies.base:PopularityPolicy",
+    "bpr": "starec_env.policies.bpr:BPRPolicy",
+    "gru4rec": "starec_env.policies.gru4rec:GRU4RecPolicy",
+    "sasrec": "starec_env.policies.sasrec:SASRecPolicy",
+    "co-liked": "starec_env.policies.evidence:CoLikedPolicy",
+    "llmrank": "starec_env.policies.llmrank:LLMRankPolicy",
+    "starec": "starec_env.policies.starec:STARecPolicy",
+    "agentcf": "starec_env.policies.agentcf:AgentCFPolicy",
 }
 
 
 def policy_class(spec: str) -> type:
-    """Resolve a built-in name or an import path `module:Class` (lazily, so LLM policies cost nothing unused)."""
+    """Resolve a built-in name or `module:Class` / `file.py:Class` (lazily, so LLM policies cost nothing unused)."""
     path = BUILTIN.get(spec, spec)
-    module_name, _, attribute = path.partition(":")
-    if not attribute:
-        raise ValueError(f"unknown policy {spec!r}: use one of {sorted(BUILTIN)} or 'package.module:ClassName'")
+    module_name, _, attribute = path.rpartition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"unknown policy {spec!r}: use one of {sorted(BUILTIN)}, 'module:Class' or "
+                         "'path/to/file.py:Class'")
     try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
+        return getattr(_import(module_name), attribute)
+    except (ImportError, AttributeError, OSError) as error:
         raise ValueError(f"cannot load policy {spec!r}: {error}") from error
+
+
+def _import(module_name: str):
+    """A module by import name (the working directory searched last) or by file path."""
+    if module_name.endswith(".py"):
+        file = Path(module_name).resolve()
+        if not file.is_file():
+            raise ImportError(f"no such file {module_name}")
+        spec = importlib.util.spec_from_file_location(file.stem, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[file.stem] = module
+        spec.loader.exec_module(module)
+        return module
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())  # a console script does not search it, `python -m` does
+    return importlib.import_module(module_name)
 
 
 def make_policy(spec: str, seed: int = 0, **options) -> Policy:
@@ -59,9 +81,10 @@ def check_options(specs: list[str] | tuple[str, ...], options: dict) -> None:
 
 
 def _accepted_options(cls: type) -> set[str] | None:
-    """Constructor parameters, following `**options` up the class hierarchy (into a training config's fields, where
-    `**overrides` end in one); None if anything is accepted."""
+    """Constructor parameters up the class hierarchy, following `**options` into each parent and into a config
+    dataclass the class names as `defaults` (the fields `**overrides` end in); None if anything is accepted."""
     names: set[str] = set()
+    bounded = True  # False once `**options` lead nowhere visible: then anything may be accepted
     for klass in cls.__mro__[:-1]:  # object's own __init__ takes nothing
         if "__init__" not in klass.__dict__:
             continue
@@ -70,9 +93,10 @@ def _accepted_options(cls: type) -> set[str] | None:
         if not any(p.kind is p.VAR_KEYWORD for p in parameters):
             return names
         defaults = getattr(klass, "defaults", None)
-        if dataclasses.is_dataclass(defaults):
-            return names | {field.name for field in dataclasses.fields(defaults)}
-    return None if names or cls.__init__ is not object.__init__ else names
+        bounded = dataclasses.is_dataclass(defaults)
+        if bounded:
+            names |= {field.name for field in dataclasses.fields(defaults)}
+    return names if bounded else None
 
 
 def policy_name(policy, spec: str) -> str:

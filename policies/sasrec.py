@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.sequence import SequencePolicy, item_embedding
-from policies.torch_policy import TrainConfig
+from starec_env.policies.sequence import SequencePolicy, item_embedding
+from starec_env.policies.torch_policy import TrainConfig
 
 
 class SASRecBlock(nn.Module):
@@ -69,9 +69,8 @@ class SASRecModule(nn.Module):
 
 class SASRecPolicy(SequencePolicy):
     name = "sasrec"
-    # A full softmax over every item overfits in a few epochs; dropout 0.5 and weight decay 1e-4 (against 0.2 and
-    # none before) gave +2.7 / +3.8 NDCG@10 on ML-1M `_full` / `_sample` over 3 seeds. Patience 10 evaluations
-    # (against 5) outlasts the noisy validation of the sparse CDs views (README, "Latest results").
+    # A full softmax over every item overfits in a few epochs: strong dropout and weight decay hold it back, and a
+    # patience of 10 evaluations outlasts the noisy validation of the sparse CDs views (docs/findings.md).
     defaults = TrainConfig(epochs=200, lr=2e-3, dim=64, dropout=0.5, weight_decay=1e-4, batch_size=64, patience=10,
                            eval_every=2)
     layers, heads = 2, 2

@@ -3,8 +3,8 @@ binary cross-entropy against one sampled negative), and last-state scoring.
 
 Sequences are left-aligned (item k at position k, padding 0 after the end) so a causal encoder never sees padding
 before a real item; the representation of a history is the encoder state at its last real position. Full softmax
-over all items is cheap at this catalogue size and trains far better than one sampled negative (ANCHORS.md), except
-on the sparse CDs `_sample` view.
+over all items is cheap at this catalogue size and trains far better than one sampled negative (docs/findings.md),
+except on the sparse CDs `_sample` view.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from policies.torch_policy import TorchPolicy
+from starec_env.policies.torch_policy import TorchPolicy
 from starec_env.protocol import Cases, TrainView
 
 
@@ -42,7 +42,7 @@ class SequencePolicy(TorchPolicy):
     (the state at each row's position `last`) for scoring, and an `items` embedding (n_items + 1, D)."""
 
     max_len = 40
-    scoring_bucket = 128  # histories per encoder call when scoring (CDs: 3.4× the lists/s of one 1,000-list call)
+    scoring_bucket = 128  # histories per encoder call when scoring: small calls keep the attention matrices in cache
 
     def batches(self, train: TrainView, rng: np.random.Generator):
         if not hasattr(self, "_train_arrays") or self._train_arrays[0] is not train:

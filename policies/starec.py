@@ -8,7 +8,7 @@ likelihood of each candidate over one cached prompt that does not list them (`fa
 `prompts.next_item_chat`) or by writing a ranked list of the listed candidates, optionally
 after a `<think>` rationale (`fast="generate"`). The memory and both modes are `agents/`'s, shared with the
 simulated users. `reflect_steps=0` is the paper's "w/o self-reflection" ablation (history only, no summary).
-`evidence=True` adds how often candidates are liked next to the user's recent items (`policies.evidence`; in
+`evidence=True` (a `PromptConfig` field, like `popular`, `think` and `history`) adds how often candidates are liked next to the user's recent items (`policies.evidence`; in
 generate mode one line of the ten most co-liked labels, in likelihood mode the five most co-liked titles) —
 structured evidence a small model can use and that `starec train` teaches it to read; off by default.
 """
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from agents import fast, prompts, slow
-from agents.memory import Memory
-from policies.evidence import CoLikedGraph, Evidence, most_co_liked
-from policies.llm_policy import LLMPolicy
-from starec_env.protocol import Cases, TrainView
+from starec_env.agents import fast
+from starec_env.agents.loop import Decision, FeedbackLoop, Round
+from starec_env.agents.memory import Memory
+from starec_env.policies.evidence import CoLikedGraph, Evidence, most_co_liked
+from starec_env.policies.llm_policy import LLMPolicy
+from starec_env.protocol import Cases, TrainView, sample_round
 
 FAST_MODES = ("likelihood", "generate")
 
@@ -30,28 +31,28 @@ class STARecPolicy(LLMPolicy):
     name = "starec"
 
     def __init__(self, model=None, seed: int = 0, fast: str = "likelihood", reflect_steps: int = 2,
-                 constrained: bool = True, think: bool = False, evidence: bool = False, popular: int = 0,
-                 summary_tokens: int = 48, reflection_tokens: int = 64, **options):
+                 constrained: bool = True, **options):
         super().__init__(model, seed, **options)
         if fast not in FAST_MODES:
             raise ValueError(f"fast must be one of {FAST_MODES}, got {fast!r}")
-        self.fast, self.reflect_steps, self.constrained, self.think = fast, reflect_steps, constrained, think
-        self.evidence, self.popular = evidence, popular
-        self.summary_tokens, self.reflection_tokens = summary_tokens, reflection_tokens
+        self.fast, self.reflect_steps, self.constrained = fast, reflect_steps, constrained
+        evidence, popular = self.prompt.evidence, self.prompt.popular
         self.name = "starec-" + ("lik" if fast == "likelihood" else "gen") + ("" if reflect_steps else "-noreflect") \
             + ("-evidence" if evidence else "") + (f"-pop{popular}" if evidence and popular else "")
         self._graph: CoLikedGraph | None = None
+        self.loop: FeedbackLoop | None = None
 
     def fit(self, train: TrainView) -> STARecPolicy:
         super().fit(train)
-        if self.evidence:
-            self._graph = CoLikedGraph(train, popular=self.popular)
+        self.loop = FeedbackLoop(self.llm, train, self.prompt)
+        if self.prompt.evidence:
+            self._graph = CoLikedGraph(train, popular=self.prompt.popular)
         return self
 
     def score_batch(self, cases: Cases) -> np.ndarray:
         memories = [Memory(int(u), self.profile(u), [int(i) for i in h]) for u, h in zip(cases.users, cases.histories)]
         self._think_slow(memories)
-        scores, answers = self._rank(memories, cases.candidates)
+        scores, answers = self._rank(memories, [Round(m.history, row) for m, row in zip(memories, cases.candidates)])
         for memory, row, score, answer in zip(memories, cases.candidates, scores, answers):
             self.trace(memory.user, row, score, answer=answer, summary=memory.summary,
                        reflections=memory.reflections)
@@ -59,66 +60,40 @@ class STARecPolicy(LLMPolicy):
 
     # ------------------------------------------------------------------------------------------- slow thinking
     def _think_slow(self, memories: list[Memory]) -> None:
-        """Initial summary from the history before the replayed rounds, then rank → compare → reflect, per round."""
+        """Initial summary from the history before the replayed rounds, then the feedback loop, one round at a time:
+        rank the user's real item `back` steps from the end among 19 items they never chose → compare → reflect."""
         if not self.reflect_steps:
             return
         steps = self.reflect_steps
-        chats = [prompts.summary_chat(self.train.titles(m.history[:-steps][-self.history_length:]), m.profile)
-                 for m in memories]
-        for memory, summary in zip(memories, slow.summarize(self.llm, chats, self.summary_tokens)):
-            memory.summary = summary
+        self.loop.summarize(memories, [m.history[:-steps] for m in memories])
         rng = np.random.default_rng([self.seed, memories[0].user])
+        n_candidates = self.train.valid.candidates.shape[1]
         for back in range(steps, 0, -1):
-            rounds = [self._round(m, back, rng) for m in memories]
-            views = [Memory(m.user, m.profile, m.history[:-back], m.summary) for m in memories]
-            scores, _ = self._rank(views, np.array([candidates for candidates, _ in rounds]))
-            misses = [(m, candidates, target, int(candidates[int(np.argmax(s))]))
-                      for m, (candidates, target), s in zip(memories, rounds, scores)
-                      if candidates[int(np.argmax(s))] != target]
-            self._reflect(misses, back)
+            rounds = [Round(m.history[:-back], sample_round(rng, self.train.n_items, m.history, m.history[-back],
+                                                            n_candidates), m.history[-back]) for m in memories]
+            for _, reflection in self.loop.step(memories, rounds, self._decide):
+                if reflection is not None:
+                    self.usage[f"reflection_{reflection.status}"] += 1
 
-    def _round(self, memory: Memory, back: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-        """A replayed round: the user's real item `back` steps from the end, plus 19 items they never chose."""
-        target = memory.history[-back]
-        allowed = np.setdiff1d(np.arange(self.train.n_items), memory.history)
-        candidates = np.append(rng.choice(allowed, 19, replace=False), target)
-        return candidates[rng.permutation(len(candidates))], target
-
-    def _reflect(self, misses: list, back: int) -> None:
-        if not misses:
-            return
-        chats = [prompts.reflection_chat(m.summary, self.train.titles(m.history[:-back][-self.history_length:]),
-                                         self.train.item_text(target), f"chose {self.train.item_text(pick)}",
-                                         f"chose {self.train.item_text(target)}", m.profile)
-                 for m, _, target, pick in misses]
-        targets = [self.train.item_text(target) for _, _, target, _ in misses]
-        results = slow.reflect(self.llm, chats, [m.summary for m, *_ in misses], targets, self.reflection_tokens)
-        for (memory, _, target, pick), result in zip(misses, results):
-            memory.reflections.append({"target": int(target), "predicted": pick, "before": memory.summary,
-                                       "reflection": result.reflection, "after": result.summary,
-                                       "status": result.status})
-            memory.summary = result.summary
-            self.usage[f"reflection_{result.status}"] += 1
+    def _decide(self, memories: list[Memory], rounds: list[Round]) -> list[Decision]:
+        scores, _ = self._rank(memories, rounds)
+        return [self.loop.top_pick(r, s) for r, s in zip(rounds, scores)]
 
     # ------------------------------------------------------------------------------------------- fast thinking
-    def _rank(self, memories: list[Memory], candidates: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
-        titles = [self.train.titles(row) for row in candidates]
-        histories = [self.train.titles(m.history[-self.history_length:]) for m in memories]
-        evidence = [self._graph.evidence(m.history, row) if self._graph is not None else Evidence([])
-                    for m, row in zip(memories, candidates)]
+    def _rank(self, memories: list[Memory], rounds: list[Round]) -> tuple[list[np.ndarray], list[str]]:
+        evidence = [self._graph.evidence(r.history, r.candidates) if self._graph is not None else Evidence([])
+                    for r in rounds]
         if self.fast == "likelihood":  # the prompt lists no candidates: name the five most co-liked, by title
-            named = [[f"{t[i]} ({e.counts[i]} times)" for i in most_co_liked(e.counts)]
-                     for t, e in zip(titles, evidence)]
-            chats = [prompts.next_item_chat(h, m.profile, m.summary, n)
-                     for m, h, n in zip(memories, histories, named)]
-            scores = fast.rank_by_likelihood(self.llm, chats, titles)
-            for _ in chats:
+            named = [[f"{self.train.item_text(r.candidates[i])} ({e.counts[i]} times)" for i in most_co_liked(e.counts)]
+                     for r, e in zip(rounds, evidence)]
+            scores = self.loop.rank_by_likelihood(memories, rounds, named)
+            for _ in rounds:
                 self.count("ok")
-            return [np.asarray(s) for s in scores], ["(likelihood of each candidate)"] * len(chats)
-        chats = [prompts.ranking_chat(h, t, m.profile, m.summary, think=self.think, evidence=e.line(),
-                                      popular=e.popular_line())
-                 for m, h, t, e in zip(memories, histories, titles, evidence)]
-        answers = fast.rank_by_generation(self.llm, chats, titles, self.constrained, think=self.think)
+            return scores, ["(likelihood of each candidate)"] * len(rounds)
+        chats = [self.loop.ranking_chat(m, r, e.line(), e.popular_line())
+                 for m, r, e in zip(memories, rounds, evidence)]
+        answers = fast.rank_by_generation(self.llm, chats, [self.train.titles(r.candidates) for r in rounds],
+                                          self.constrained, think=self.prompt.think)
         for parsed, _ in answers:
             self.count(parsed.status)
         return [parsed.scores() for parsed, _ in answers], [f"[{p.status}] {text}" for p, text in answers]

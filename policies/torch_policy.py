@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from policies.base import Policy
+from starec_env.policies.base import Policy
 from starec_env.metrics import summarize, target_ranks
 from starec_env.protocol import Cases, TrainView
 

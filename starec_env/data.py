@@ -1,4 +1,5 @@
-"""Datasets in their original formats: MovieLens-1M, Amazon CDs and Vinyl (2014/2018), RecBole atomic folders.
+"""Datasets in their original formats: MovieLens-1M, Amazon CDs and Vinyl (2014/2018), RecBole atomic folders, and
+a plain interactions table (CSV or TSV) with an item-title table beside it.
 
 Every loader returns the same `Dataset`: contiguous integer ids (original ids kept in `raw_id`), interactions sorted
 by user then time (file order breaks ties), and a text catalogue that prompts and reports are rendered from.
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from starec_env.cache import file_sha256
-from starec_env.sources import DataError, Download, Source, iter_lines, locate
+from starec_env.sources import DataError, Download, Source, iter_lines, locate, verify_source
 
 ML1M_DOWNLOAD = Download(
     url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
@@ -70,28 +71,16 @@ class Dataset:
         return str(self.users.iloc[int(user_id)].profile)
 
 
-DATASETS = ("ml-1m", "amazon-cds")
+def ml1m_files(path: str | os.PathLike | None = None) -> dict[str, Source]:
+    """Locate (and verify, or download) MovieLens-1M's original files: `ratings.dat`, `movies.dat`, `users.dat`."""
+    return locate("ml-1m", (("ratings.dat",), ("movies.dat",), ("users.dat",)), path, downloads=(ML1M_DOWNLOAD,),
+                  archive_prefix="ml-1m/")
 
 
-def find_files(name: str, path: str | os.PathLike | None = None) -> dict[str, Source]:
-    """Locate (and verify, or download) the original files of a dataset without parsing them."""
-    if name == "ml-1m":
-        return locate("ml-1m", (("ratings.dat",), ("movies.dat",), ("users.dat",)), path,
-                      downloads=(ML1M_DOWNLOAD,), archive_prefix="ml-1m/")
-    if name == "amazon-cds":
-        return locate("amazon-cds",
-                      (("CDs_and_Vinyl_5.json", "reviews_CDs_and_Vinyl_5.json"), ("meta_CDs_and_Vinyl.json",)),
-                      path, downloads=AMAZON_CDS_DOWNLOADS)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS} (RecBole folders: load_atomic)")
-
-
-def load_dataset(name: str, path: str | os.PathLike | None = None) -> Dataset:
-    """Load `ml-1m` or `amazon-cds` from its original files (see `starec_env.sources` for where they are looked for)."""
-    return parse_dataset(name, find_files(name, path))
-
-
-def parse_dataset(name: str, files: dict[str, Source]) -> Dataset:
-    return load_ml1m(files) if name == "ml-1m" else load_amazon_cds(files)
+def amazon_cds_files(path: str | os.PathLike | None = None) -> dict[str, Source]:
+    """Locate Amazon CDs and Vinyl's review file (2018 or 2014 name) and its metadata."""
+    return locate("amazon-cds", (("CDs_and_Vinyl_5.json", "reviews_CDs_and_Vinyl_5.json"),
+                                 ("meta_CDs_and_Vinyl.json",)), path, downloads=AMAZON_CDS_DOWNLOADS)
 
 
 def checksums(files: dict[str, Source]) -> dict[str, str]:
@@ -298,6 +287,127 @@ def _sorted_interactions(users, items, ratings, timestamps) -> pd.DataFrame:
     return frame.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
 
 
+# ------------------------------------------------------------------------------------------ your own data
+TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
+TABLE_COLUMNS = ("user", "item", "rating", "timestamp")
+
+
+def table_files(path: str | os.PathLike) -> dict[str, Source]:
+    """An interactions table (`user,item,rating,timestamp` header; CSV or TSV, optionally gzipped) and the item
+    table beside it (`items.csv` or `items.tsv`: `item,title` and optionally `attributes`)."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{file}: no such interactions file (expected a table with columns {','.join(TABLE_COLUMNS)})")
+    items = next((file.with_name(f"items{suffix}") for suffix in TABLE_SUFFIXES
+                  if file.with_name(f"items{suffix}").is_file()), None)
+    if items is None:
+        raise DataError(f"{file}: no item table beside it; expected {file.with_name('items.csv')} (or .tsv) with "
+                        "columns item,title[,attributes]")
+    files = {"interactions": Source(file), "items": Source(items)}
+    for source in files.values():
+        verify_source(source)
+    return files
+
+
+def load_table(files: dict[str, Source]) -> Dataset:
+    """A `Dataset` from `table_files`: every user and every item of the interactions, titles from the item table."""
+    frame = _read_table(files["interactions"], TABLE_COLUMNS)
+    for column, kind in (("rating", float), ("timestamp", int)):
+        frame[column] = _numbers(frame, column, kind, files["interactions"])
+    catalogue = _read_table(files["items"], ("item", "title"))
+    return _dataset_from_table(Path(files["interactions"].path).name.split(".")[0], frame, catalogue, files)
+
+
+def _read_table(source: Source, required: tuple[str, ...]) -> pd.DataFrame:
+    """A delimited table with a header naming at least `required`; the delimiter is the header's tab or comma."""
+    lines = iter_lines(source)
+    header = next(lines, (0, ""))[1]
+    sep = "\t" if "\t" in header else ","
+    columns = [name.strip() for name in header.split(sep)]
+    missing = [name for name in required if name not in columns]
+    if missing:
+        raise DataError(f"{source}, line 1: expected a header naming {', '.join(required)}; got {header[:80]!r}")
+    rows, numbers = [], []
+    for number, line in lines:
+        if not line.strip():
+            continue
+        parts = line.split(sep)
+        if len(parts) != len(columns):
+            raise DataError(f"{source}, line {number}: expected {len(columns)} fields ({sep.join(columns)}), "
+                            f"got {len(parts)}: {line[:80]!r}")
+        rows.append([part.strip() for part in parts])
+        numbers.append(number)
+    if not rows:
+        raise DataError(f"{source} has a header and no rows")
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["line"] = numbers
+    return frame
+
+
+def _numbers(frame: pd.DataFrame, column: str, kind: type, source: Source) -> pd.Series:
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() | ~np.isfinite(values)
+    if kind is int:
+        bad |= values != values.round()
+    if bad.any():
+        row = frame[bad].iloc[0]
+        raise DataError(f"{source}, line {row.line}: {column} must be {'an integer' if kind is int else 'a number'}, "
+                        f"got {row[column]!r}")
+    return values.astype(np.int64 if kind is int else np.float32)
+
+
+def _dataset_from_table(name: str, frame: pd.DataFrame, catalogue: pd.DataFrame, files: dict[str, Source]) -> Dataset:
+    known = catalogue.drop_duplicates("item").set_index("item")
+    item_raw = pd.Index(pd.unique(frame["item"]))
+    user_raw = pd.Index(pd.unique(frame["user"]))
+    titles = [clean_title(known["title"].get(raw))[0] or f"item {raw}" for raw in item_raw]
+    attributes = known["attributes"].reindex(item_raw).fillna("").tolist() if "attributes" in known else ""
+    items = pd.DataFrame({"item_id": np.arange(len(item_raw)), "raw_id": item_raw, "title": titles,
+                          "attributes": attributes, "title_flag": ""})
+    users = pd.DataFrame({"user_id": np.arange(len(user_raw)), "raw_id": user_raw, "profile": ""})
+    interactions = _sorted_interactions(user_raw.get_indexer(frame["user"]), item_raw.get_indexer(frame["item"]),
+                                        frame["rating"], frame["timestamp"])
+    untitled = int((~item_raw.isin(known.index)).sum())
+    notes = [f"{len(frame):,} interactions from {len(user_raw):,} users on {len(item_raw):,} items"]
+    if untitled:
+        notes.append(f"{untitled} items have no title in the item table (shown as 'item <id>')")
+    return Dataset(name, interactions, items, users, checksums(files), notes)
+
+
+def atomic_files(folder: str | os.PathLike) -> dict[str, Source]:
+    """A RecBole atomic folder in the general layout: one `NAME.inter` (user_id, item_id, rating, timestamp) and
+    optionally `NAME.item` (item_id and a title field)."""
+    folder = Path(folder)
+    inter = sorted(f for f in folder.glob("*.inter*") if f.name.split(".")[1] == "inter")
+    if len(inter) != 1:
+        raise DataError(f"{folder}: expected one NAME.inter[.gz] file (RecBole atomic), found "
+                        f"{[f.name for f in inter] or 'none'}")
+    item = [f for f in folder.glob(f"{inter[0].name.split('.')[0]}.item*") if f.name.split(".")[1] == "item"]
+    files = {"interactions": Source(inter[0]), **({"items": Source(item[0])} if item else {})}
+    for source in files.values():
+        verify_source(source)
+    return files
+
+
+def load_atomic_interactions(files: dict[str, Source]) -> Dataset:
+    """A `Dataset` from `atomic_files`: RecBole's `user_id:token item_id:token rating:float timestamp:float`."""
+    source = files["interactions"]
+    frame = _read_atomic(source).rename(columns={"user_id": "user", "item_id": "item"})
+    missing = [c for c in TABLE_COLUMNS if c not in frame]
+    if missing:
+        raise DataError(f"{source}, line 1: expected fields user_id, item_id, rating, timestamp; missing "
+                        f"{', '.join(missing)}")
+    frame["line"] = np.arange(2, len(frame) + 2)
+    for column, kind in (("rating", float), ("timestamp", int)):
+        frame[column] = _numbers(frame, column, kind, source)
+    catalogue = pd.DataFrame({"item": [], "title": []})
+    if "items" in files:
+        table = _read_atomic(files["items"])
+        title = next((c for c in ("title", "movie_title", "name") if c in table), None)
+        catalogue = pd.DataFrame({"item": table["item_id"], "title": table[title] if title else table["item_id"]})
+    return _dataset_from_table(Path(source.path).name.split(".")[0], frame, catalogue, files)
+
+
 # -------------------------------------------------------------------------------------------- RecBole atomic
 @dataclass
 class AtomicDataset:
@@ -311,29 +421,40 @@ class AtomicDataset:
     sources: dict[str, str] = field(default_factory=dict)  # file → SHA-256
 
 
-def load_atomic(path: str | os.PathLike | None = None) -> AtomicDataset:
-    """Load a RecBole atomic folder; default: AgentCF's `amazon-cds/agentcf` under the data roots."""
-    folder = Path(path) if path is not None else _atomic_default()
-    splits = {}
+def atomic_split_files(folder: str | os.PathLike) -> dict[str, Source]:
+    """A RecBole atomic folder in the sequential layout: `NAME.{train,valid,test}.inter` (user_id, item_id_list,
+    item_id), and optionally `*.item` (item text), `NAME.random` (candidate lists) and `*.pretrained_item`."""
+    folder = Path(folder)
+    files = {}
     for split in ("train", "valid", "test"):
         found = sorted(folder.glob(f"*.{split}.inter")) + sorted(folder.glob(f"*.{split}.inter.gz"))
         if not found:
             raise DataError(f"{folder}: no *.{split}.inter[.gz] file; expected a RecBole atomic folder")
-        splits[split] = _read_atomic(Source(found[0]))
-    name = found[0].name.split(".")[0]
-    item_files = sorted(folder.glob("*.item")) + sorted(folder.glob("*.item.gz"))
-    items = _read_atomic(Source(item_files[0])) if item_files else pd.DataFrame({"item_id": []})
-    candidates = _read_token_lists(folder, ".random")
-    described = sorted(folder.glob("*.pretrained_item*"))
+        files[split] = Source(found[0])
+    for key, pattern in (("items", "*.item"), ("random", "*.random"), ("descriptions", "*.pretrained_item")):
+        found = sorted(folder.glob(pattern)) + sorted(folder.glob(f"{pattern}.gz"))
+        if found:
+            files[key] = Source(found[0])
+    for source in files.values():
+        verify_source(source)
+    return files
+
+
+def load_atomic(files: dict[str, Source]) -> AtomicDataset:
+    """Parse `atomic_split_files`: splits, item text, candidate lists and descriptions, all as tokens."""
+    splits = {split: _read_atomic(files[split]) for split in ("train", "valid", "test")}
+    items = _read_atomic(files["items"]) if "items" in files else pd.DataFrame({"item_id": []})
+    candidates = _read_token_lists(files["random"]) if "random" in files else {}
     descriptions = {}
-    if described:
-        table = _read_atomic(Source(described[0]))
+    if "descriptions" in files:
+        table = _read_atomic(files["descriptions"])
         descriptions = dict(zip(table["item_id"], table.iloc[:, 1]))
-    sources = {file.name: file_sha256(file) for file in sorted(folder.iterdir()) if file.is_file()}
-    return AtomicDataset(name, items, splits, candidates, descriptions, sources)
+    name = files["test"].path.name.split(".")[0]
+    return AtomicDataset(name, items, splits, candidates, descriptions, checksums(files))
 
 
-def _atomic_default() -> Path:
+def atomic_default() -> Path:
+    """AgentCF's subset under the data roots: `$STAREC_DATA_DIR/amazon-cds/agentcf` or `./data/amazon-cds/agentcf`."""
     roots = [Path(os.environ["STAREC_DATA_DIR"])] if os.environ.get("STAREC_DATA_DIR") else []
     for root in roots + [Path("data")]:
         if (root / "amazon-cds" / "agentcf").is_dir():
@@ -365,16 +486,13 @@ def _read_atomic(source: Source) -> pd.DataFrame:
     return frame
 
 
-def _read_token_lists(folder: Path, suffix: str) -> dict[str, list[str]]:
-    found = sorted(folder.glob(f"*{suffix}")) + sorted(folder.glob(f"*{suffix}.gz"))
-    if not found:
-        return {}
+def _read_token_lists(source: Source) -> dict[str, list[str]]:
     lists = {}
-    for number, line in iter_lines(Source(found[0])):
+    for number, line in iter_lines(source):
         if not line.strip():
             continue
         user, _, rest = line.partition("\t")
         if not rest:
-            raise DataError(f"{found[0]}, line {number}: expected 'user<TAB>item item ...'")
+            raise DataError(f"{source}, line {number}: expected 'user<TAB>item item ...'")
         lists[user] = rest.split()
     return lists

@@ -1,60 +1,76 @@
 """Gymnasium environments: one episode is one user; a recommender policy acts by scoring the candidates.
 
-Each step shows ids only — the user, their padded history and 20 candidates (target + 19 negatives); text for any
-id comes from `env.unwrapped.protocol.items` (or `protocol.item_text`). The episode walks forward through the user's
-last `rounds` real interactions: round -1 is the test case and round -2 the validation case of the protocol (fixed
-candidates); earlier rounds draw 19 negatives from the user's non-positive items with the env's seed.
-`split="train"` walks the `rounds` interactions that end at the user's last training item instead, never showing a
-validation or test target — the episodes trainers may learn from.
-
-- `replay`: the logged next item is the user's choice — exactly the paper's offline protocol, no LLM involved.
-  Reward = the positional reward of the logged item's rank.
-- `simulate`: an LLM user agent (`agents.society`) sees the policy's top items, picks one with a rationale (fast
-  thinking), and — when its pick differs from what the real user did — reflects and rewrites its preference summary
-  (slow thinking) before the next round. Reward = the positional reward of the picked item's rank, or the "missing"
-  reward when the user dislikes it. NDCG@k in `info` is always measured against the logged item.
+`UserEnv` states the contract (spaces, rewards, start, end, arguments); `starec_env.vector.UserVectorEnv` steps
+many users with one batched LLM call. Ids are registered in `starec_env.registration`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from starec_env.agents.loop import Round
+from starec_env.agents.society import AgentConfig, FeedbackRequest, Population
 from starec_env.metrics import DEFAULT_KS, ndcg, target_rank
-from starec_env.protocol import Cases, Protocol, build_protocol, default_config
+from starec_env.protocol import Cases, Protocol, build_protocol, default_config, sample_round
 from starec_env.rewards import positional_reward
 
-ENV_DATASETS = {"STARec-ML1M-v0": "ml-1m", "STARec-CDs-v0": "amazon-cds"}
 MODES = ("replay", "simulate")
 KS = np.array(DEFAULT_KS)
 NDCG_KEYS = [f"ndcg@{k}" for k in DEFAULT_KS]
 
 
-@dataclass(frozen=True)
-class Round:
-    history: np.ndarray  # the user's items before this round, oldest first
-    candidates: np.ndarray  # (C,) item ids in presentation order
-    target_index: int
-
-    @property
-    def target(self) -> int:
-        return int(self.candidates[self.target_index])
-
-
 class UserEnv(gym.Env):
+    """One user of a recommendation service: a policy ranks candidates, the user (logged or simulated) responds.
+
+    ## Action space
+    `Box(-max, max, (C,), float32)` with C = 20 candidates: one finite score each; only their order matters, ties
+    go to the earlier candidate. A wrong shape, NaN or inf is a `ValueError` that names the problem.
+
+    ## Observation space
+    `Dict(user=Discrete(n_users), history=Box(-1, n_items - 1, (history_length,), int64),
+    candidates=Box(0, n_items - 1, (C,), int64))`: ids only; the history holds the user's last items, oldest first,
+    right-aligned with -1 padding. Text for any id: `env.unwrapped.protocol.item_text(id)`.
+
+    ## Rewards
+    The paper's positional reward (`starec_env.rewards`) of the chosen item's rank in the policy's ranking: rank 1
+    → +1, 2-5 → +0.5, 6-10 → 0, 11-20 → -0.5; a missing item, or one the simulated user dislikes, → -1.
+    `mode="replay"`: the choice is the user's logged next item — the paper's offline protocol, no LLM.
+    `mode="simulate"`: an LLM user agent (`agents.society`) sees the policy's top items, picks one (fast thinking)
+    and, when its pick differs from what the real user did, reflects and rewrites its preference summary (slow
+    thinking) before the next round.
+
+    ## Starting state
+    `reset(options={"case": i})` takes the i-th test user of the protocol, else one is drawn with the seed. In
+    `simulate` mode the user's memory starts from a first summary written from the history before round one.
+
+    ## Episode end
+    Terminates after `rounds` rounds, which walk the user's last `rounds` real interactions: the last two are the
+    protocol's validation and test cases (fixed candidates), earlier ones draw C - 1 negatives from the user's
+    non-positive items with the env's seed. `split="train"` walks rounds that end at the user's last training item
+    instead, never showing a validation or test target: the episodes trainers may learn from. Never truncates.
+
+    ## Info
+    `rank` and `ndcg@k` of the logged item (always), `round`, `choice`, `choice_text`, `liked`, `rationale`,
+    `parsed`, `matched`, `memory`; in `simulate` mode also `choice_rank`, `reflection`, `reflection_status`, `tokens`.
+
+    ## Arguments
+    `dataset` (a registered name or a path; ignored when `protocol` is given), `mode`, `rounds`, `split`,
+    `protocol_seed`, `history_length`, `render_mode="ansi"`, and for `simulate` either `population` (an
+    `agents.society.Population`, shared across envs) or `llm` (a spec; default the embedded model) with `agent`
+    (`AgentConfig` or its fields). Building the protocol (cached) and loading the LLM happen here, in `__init__`.
+    """
+
     metadata = {"render_modes": ["ansi"]}
 
     def __init__(self, dataset: str = "ml-1m", mode: str = "replay", rounds: int = 1, protocol: Protocol | None = None,
                  protocol_seed: int = 0, history_length: int = 40, render_mode: str | None = None,
-                 population=None, llm=None, agent: dict | None = None, split: str = "test"):
-        """`population` (an `agents.society.Population`) or `llm` (a spec string) + `agent` (AgentConfig fields)
-        give the simulated users; both default to the embedded model in `simulate` mode."""
+                 population: Population | None = None, llm=None, agent: AgentConfig | dict | None = None,
+                 split: str = "test"):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-        self.protocol = protocol or getattr(population, "protocol", None) or build_protocol(
+        self.protocol = protocol or getattr(population, "catalogue", None) or build_protocol(
             dataset, default_config(dataset, seed=protocol_seed))
         shortest = min(len(s) for s in self.protocol.sequences)
         if split not in ("test", "train"):
@@ -123,14 +139,12 @@ class UserEnv(gym.Env):
             return None
         order = np.lexsort((np.arange(len(scores)), -scores))  # best first, ties by position like the metrics
         current = self._rounds[self._round]
-        from agents.society import FeedbackRequest
-
         return FeedbackRequest(self._user, [int(i) for i in current.candidates[order]], current.target,
                                int(self.np_random.integers(2**31)))
 
     def finish(self, feedback):
         current = self._rounds[self._round]
-        rank = target_rank(self._scores, current.target_index)
+        rank = target_rank(self._scores, int(np.flatnonzero(current.candidates == current.target)[0]))
         info = {"rank": rank, **dict(zip(NDCG_KEYS, ndcg(rank, KS).tolist())), "round": self._round}
         if feedback is None:
             reward = float(positional_reward(rank)[0])
@@ -154,17 +168,15 @@ class UserEnv(gym.Env):
         sequence = self.protocol.sequences[self._user]
         if self.split == "train":
             return [self._sampled_round(sequence, len(sequence) - 2 - back) for back in range(self.rounds, 0, -1)]
-        fixed = [Round(split.histories[index], split.candidates[index].copy(), int(split.target_index[index]))
+        fixed = [Round(split.histories[index], split.candidates[index].copy(), int(split.targets[index]))
                  for split in (self.protocol.valid, self.protocol.test)]
         extra = [self._sampled_round(sequence, len(sequence) - back) for back in range(self.rounds, 2, -1)]
         return (extra + fixed)[-self.rounds:]
 
     def _sampled_round(self, sequence: np.ndarray, position: int) -> Round:
-        n_candidates = self.protocol.test.candidates.shape[1]
-        allowed = np.setdiff1d(np.arange(self.protocol.n_items), sequence)
-        candidates = np.append(self.np_random.choice(allowed, n_candidates - 1, replace=False), sequence[position])
-        order = self.np_random.permutation(n_candidates)
-        return Round(sequence[:position], candidates[order], int(np.flatnonzero(order == n_candidates - 1)[0]))
+        candidates = sample_round(self.np_random, self.protocol.n_items, sequence, sequence[position],
+                                  self.protocol.test.candidates.shape[1])
+        return Round(sequence[:position], candidates, int(sequence[position]))
 
     def observation(self) -> dict:
         current = self._rounds[min(self._round, len(self._rounds) - 1)]
@@ -196,15 +208,7 @@ def observation_cases(observation: dict) -> Cases:
     return Cases(users, histories, np.atleast_2d(observation["candidates"]), np.zeros(len(users), dtype=np.int64))
 
 
-def make_population(protocol: Protocol, llm, agent: dict | None):
+def make_population(protocol: Protocol, llm, agent: AgentConfig | dict | None) -> Population:
     """The simulated users: one shared LLM (a spec string, an `LLM`, or None for the embedded model)."""
-    from agents.society import AgentConfig, Population
-
-    return Population(protocol, llm, AgentConfig(**(agent or {})))
-
-
-def register_envs() -> None:
-    for env_id, dataset in ENV_DATASETS.items():
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="starec_env.envs:UserEnv",
-                         vector_entry_point="starec_env.vector:UserVectorEnv", kwargs={"dataset": dataset})
+    config = agent if isinstance(agent, AgentConfig) else AgentConfig(**(agent or {}))
+    return Population(protocol, llm, config)

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from starec_env.cache import cache_dir, config_key
-from starec_env.data import AtomicDataset, Dataset, checksums, find_files, load_atomic, parse_dataset
+from starec_env.data import AtomicDataset, Dataset, checksums
+from starec_env.datasets import dataset_spec
 from starec_env.sources import DataError
 
 PROTOCOL_VERSION = 1  # bump when the construction changes, so cached protocols are rebuilt
@@ -44,26 +45,9 @@ class ProtocolConfig:
             raise ValueError(f"invalid protocol config {self}")
 
 
-# Per-dataset defaults, the one place they live. ML-1M follows the paper exactly.
-DATASET_DEFAULTS: dict[str, ProtocolConfig] = {
-    "ml-1m": ProtocolConfig(),
-    # Deviation from the paper: our CDs file is a sparse real subset in which the 10/10 filter leaves no user,
-    # so users need >= 5 positives and items are kept from 1 positive.
-    "amazon-cds": ProtocolConfig(min_user_interactions=5, min_item_interactions=1),
-    # AgentCF's own protocol on its 100-user CDs subset: fixed splits, 10 candidates (target + 9 from `.random`)
-    "agentcf-cds": ProtocolConfig(min_user_interactions=3, min_item_interactions=1, n_test_users=100, n_negatives=9),
-}
-DEVIATIONS = {
-    "ml-1m": "",
-    "amazon-cds": "users >= 5 positives, items >= 1 (paper: 10/10); the 10/10 filter leaves no user on this subset",
-    "agentcf-cds": "AgentCF's protocol, not STARec's: their splits and the first 9 items of their candidate lists",
-}
-
-
 def default_config(dataset: str, **overrides) -> ProtocolConfig:
-    if dataset not in DATASET_DEFAULTS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASET_DEFAULTS)}")
-    return replace(DATASET_DEFAULTS[dataset], **overrides)
+    """The paper's protocol with the dataset's recorded deviations (`starec_env.datasets`), then `overrides`."""
+    return ProtocolConfig(**{**dataset_spec(dataset).protocol, **overrides})
 
 
 @dataclass
@@ -124,10 +108,14 @@ class TrainView(Catalogue):
     valid: Cases
     items: pd.DataFrame  # the catalogue, for policies that read text
     profiles: list[str] = field(default_factory=list)  # per protocol user id: demographics as text, or ""
+    dataset: str = ""
 
     @property
     def n_interactions(self) -> int:
         return int(sum(len(s) for s in self.sequences))
+
+    def training_sequences(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self.users, self.sequences
 
 
 @dataclass
@@ -142,6 +130,7 @@ class Protocol(Catalogue):
     stats: list[dict] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what the loader saw, e.g. that ML-1M here is a user subset
+    deviation: str = ""  # how this protocol departs from the paper's (the dataset spec's), recorded with results
 
     @property
     def n_items(self) -> int:
@@ -160,7 +149,12 @@ class Protocol(Catalogue):
         else:
             raise ValueError(f"unknown training view {view!r}; expected 'full' or 'sample'")
         return TrainView(view, users, [self.sequences[u][:-2] for u in users], self.n_items, self.valid, self.items,
-                         self.profiles)
+                         self.profiles, self.dataset)
+
+    def training_sequences(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Every user's items before their validation and test items (the `full` view): what agents may read."""
+        train = self.train("full")
+        return train.users, train.sequences
 
     @cached_property
     def profiles(self) -> list[str]:
@@ -172,7 +166,7 @@ class Protocol(Catalogue):
     def record(self) -> dict:
         """What a result must carry to be reproducible: effective config, deviations, counts, data checksums."""
         return {"dataset": self.dataset, "protocol_version": PROTOCOL_VERSION, "config": asdict(self.config),
-                "deviation_from_paper": DEVIATIONS.get(self.dataset, ""), "stats": self.stats,
+                "deviation_from_paper": self.deviation, "stats": self.stats,
                 "sources_sha256": self.sources, "notes": self.notes}
 
     # ------------------------------------------------------------------------------------------ candidate files
@@ -216,6 +210,15 @@ class Protocol(Catalogue):
                        valid=_cases_from_rows(self.sequences, rows["valid"], 2))
 
 
+def sample_round(rng: np.random.Generator, n_items: int, exclude, target: int, n_candidates: int) -> np.ndarray:
+    """The candidates of a round outside the fixed cases: `target` and `n_candidates - 1` items drawn uniformly from
+    those not in `exclude`, in a random order. The env's extra rounds and the STARec policy's replayed rounds both
+    come from here."""
+    allowed = np.setdiff1d(np.arange(n_items), exclude)
+    candidates = np.append(rng.choice(allowed, n_candidates - 1, replace=False), target)
+    return candidates[rng.permutation(n_candidates)]
+
+
 def item_texts(items: pd.DataFrame) -> list[str]:
     """How prompts and reports name each item: its title, with year and genres where the catalogue has them."""
     return [f"{title} ({attributes})" if attributes else str(title)
@@ -237,16 +240,18 @@ def _make_cases(sequences, users, candidates, target_index, offset) -> Cases:
 # ---------------------------------------------------------------------------------------------- construction
 def build_protocol(dataset: str, config: ProtocolConfig | None = None, path: str | os.PathLike | None = None,
                    use_cache: bool = True) -> Protocol:
-    """Build (or load from the user cache, keyed by data SHA-256s + config) the protocol for a dataset."""
+    """Build (or load from the user cache, keyed by data SHA-256s + config) the protocol for a dataset: a registered
+    name or a path to your own data (`starec_env.datasets`)."""
+    spec = dataset_spec(dataset)
     config = config or default_config(dataset)
-    if dataset == "agentcf-cds":
-        return protocol_from_atomic(load_atomic(path), config)
-    files = find_files(dataset, path)
+    files = spec.files(path)
+    if spec.own_splits:
+        return replace(protocol_from_atomic(spec.parse(files), config, spec.name), deviation=spec.deviation)
     sources = checksums(files)
-    folder = cache_dir("protocol", f"{dataset}-{config_key(PROTOCOL_VERSION, asdict(config), sources)}")
+    folder = cache_dir("protocol", f"{spec.name}-{config_key(PROTOCOL_VERSION, asdict(config), sources)}")
     if use_cache and (folder / "protocol.json").is_file():
-        return _load(folder)
-    protocol = protocol_from_dataset(parse_dataset(dataset, files), config)
+        return replace(_load(folder), deviation=spec.deviation)
+    protocol = replace(protocol_from_dataset(spec.parse(files), config), deviation=spec.deviation)
     if use_cache:
         _save(protocol, folder)
     return protocol
@@ -287,9 +292,10 @@ def protocol_from_dataset(data: Dataset, config: ProtocolConfig) -> Protocol:
     return protocol
 
 
-def protocol_from_atomic(atomic: AtomicDataset, config: ProtocolConfig) -> Protocol:
-    """AgentCF's subset as a Protocol: each user's test history + target is the sequence; candidates come from
-    `.random` (the target plus its first `n_negatives` other items), target position shuffled with the seed."""
+def protocol_from_atomic(atomic: AtomicDataset, config: ProtocolConfig, name: str = "agentcf-cds") -> Protocol:
+    """A sequential atomic folder (AgentCF's subset) as a Protocol: each user's test history + target is the
+    sequence; candidates come from `.random` (the target plus its first `n_negatives` other items) or, without one,
+    are drawn uniformly from the items the user never interacted with; target position shuffled with the seed."""
     test = atomic.splits["test"]
     tokens = sorted({t for row in test.itertuples() for t in (*row.item_id_list, row.item_id)}
                     | {t for user in test.user_id for t in atomic.candidates.get(user, [])})
@@ -307,7 +313,9 @@ def protocol_from_atomic(atomic: AtomicDataset, config: ProtocolConfig) -> Proto
         rows = []
         for user, sequence in enumerate(sequences):
             target = sequence[-offset]
-            others = [index[t] for t in atomic.candidates.get(users.raw_id[user], []) if index[t] != target]
+            listed = atomic.candidates.get(users.raw_id[user]) if atomic.candidates else \
+                [tokens[i] for i in _negatives(np.unique(sequence), len(tokens), config.n_negatives, rng)]
+            others = [index[t] for t in listed or [] if index[t] != target]
             if len(others) < config.n_negatives:
                 raise DataError(f"{atomic.name}.random: user {users.raw_id[user]} has {len(others)} candidates "
                                 f"besides the target; expected at least {config.n_negatives}")
@@ -316,8 +324,9 @@ def protocol_from_atomic(atomic: AtomicDataset, config: ProtocolConfig) -> Proto
         splits.append(_cases_from_rows(sequences, rows, offset))
     stats = [{"stage": "agentcf", "users": len(users), "items": len(items),
               "interactions": int(sum(len(s) for s in sequences))}]
-    return Protocol("agentcf-cds", config, items, users, sequences, splits[0], splits[1], stats,
-                    atomic.sources, [f"AgentCF subset {atomic.name}"])
+    return Protocol(name, config, items, users, sequences, splits[0], splits[1], stats, atomic.sources,
+                    [f"RecBole atomic folder {atomic.name}" + ("" if atomic.candidates else
+                                                               ", negatives drawn uniformly (no .random file)")])
 
 
 def k_core(frame: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Finding, verifying and reading raw data files: plain, gzip or inside an official zip, wherever they are.
 
-Resolution order (DESIGN.md): explicit path → `$STAREC_DATA_DIR` → `./data` → user cache → official download.
+Resolution order: explicit path → `$STAREC_DATA_DIR` → `./data` → user cache → official download.
 Every failure is a `DataError` that names the file, the line and what was expected, so nothing fails silently.
 """
 

@@ -22,7 +22,7 @@ class UserVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 4, dataset: str = "ml-1m", mode: str = "replay", protocol=None,
                  protocol_seed: int = 0, population=None, llm=None, agent: dict | None = None, **env_options):
-        protocol = protocol or getattr(population, "protocol", None) or build_protocol(
+        protocol = protocol or getattr(population, "catalogue", None) or build_protocol(
             dataset, default_config(dataset, seed=protocol_seed))
         if mode == "simulate" and population is None:
             population = make_population(protocol, llm, agent)

@@ -45,6 +45,6 @@ def cds(data_dir):
 @pytest.fixture(scope="session")
 def smollm(_isolated_cache):
     """The real embedded SmolLM2-135M-Instruct, loaded once for every test that generates text."""
-    from agents.llm import load_llm
+    from starec_env.agents.llm import load_llm
 
     return load_llm(threads=2)

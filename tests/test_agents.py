@@ -5,11 +5,13 @@ import json
 import networkx as nx
 import pytest
 
-from agents.fast import choose, parse_choice
-from agents.llm import LLM, Completion
-from agents.memory import Memory, load_memories, save_memories
-from agents.slow import MAX_SUMMARY_CHARS, continued, read_reflection
-from agents.society import AgentConfig, FeedbackRequest, Population, similarity_graph
+from starec_env.agents.fast import choose, parse_choice
+from starec_env.agents.llm import LLM, Completion
+from starec_env.agents.loop import Decision, FeedbackLoop, Round
+from starec_env.agents.memory import Memory, load_memories, save_memories
+from starec_env.agents.slow import MAX_SUMMARY_CHARS, continued, read_reflection
+from starec_env.agents.prompts import PromptConfig
+from starec_env.agents.society import AgentConfig, FeedbackRequest, Population, similarity_graph
 
 TITLES = ["Toy Story (1995; Animation)", "Heat (1995; Action, Crime)", "Casino (1995; Drama)"]
 
@@ -75,7 +77,7 @@ def test_memories_round_trip_and_reject_other_files(tmp_path):
 
 
 def test_similarity_graph_links_similar_users_only_through_training_items(ml1m):
-    graph = similarity_graph(ml1m, degree=5)
+    graph = similarity_graph(*ml1m.training_sequences(), ml1m.n_items, degree=5)
     assert graph.number_of_nodes() == ml1m.n_users and nx.number_of_selfloops(graph) == 0
     user = int(ml1m.test.users[0])
     neighbour, edge = max(graph[user].items(), key=lambda e: e[1]["weight"])
@@ -86,19 +88,23 @@ def test_similarity_graph_links_similar_users_only_through_training_items(ml1m):
 def test_neighbours_reach_the_prompt(ml1m):
     llm = ScriptedLLM("[1] like - fine")
     population = Population(ml1m, llm, AgentConfig(choice="generate", neighbours=3, reflect="never"))
-    users = [int(u) for u in ml1m.test.users[:40]]
-    population.start(users, [ml1m.sequences[u][:-1] for u in users])
-    user = users[0]
+    user = int(ml1m.test.users[0])
+    closest = sorted(population.graph[user].items(), key=lambda edge: -edge[1]["weight"])[0][0]
+    population.start([user, closest], [ml1m.sequences[u][:-1] for u in (user, closest)])
     request = FeedbackRequest(user, [int(i) for i in ml1m.test.candidates[0]], int(ml1m.test.targets[0]), seed=0)
     population.respond([request])
     prompt = llm.chats[-1][1]["content"]
-    linked = [n for n in population.graph[user] if n in population.memories]
-    assert ("Similar users recently chose" in prompt) == bool(linked)
+    assert f"Similar users recently chose: {ml1m.item_text(ml1m.sequences[closest][-2])}" in prompt
+    alone = Population(ml1m, ScriptedLLM("[1] like - fine"), AgentConfig(choice="generate", reflect="never"))
+    alone.start([user], [ml1m.sequences[user][:-1]])
+    alone.respond([request])
+    assert "Similar users" not in alone.llm.chats[-1][1]["content"]
 
 
 @pytest.fixture(scope="module")
 def population(ml1m, smollm):
-    return Population(ml1m, smollm, AgentConfig(summary_tokens=24, choice_tokens=12, reflection_tokens=24))
+    return Population(ml1m, smollm, AgentConfig(prompt=PromptConfig(history=10, summary_tokens=24, choice_tokens=12,
+                                                                  reflection_tokens=24)))
 
 
 def test_reflection_after_a_mismatch_rewrites_the_summary(population, ml1m, cds, tmp_path):
@@ -118,3 +124,28 @@ def test_reflection_after_a_mismatch_rewrites_the_summary(population, ml1m, cds,
     assert reloaded.memories[user] == after and reloaded.first_summaries == population.first_summaries
     with pytest.raises(ValueError, match="memories of dataset 'ml-1m'"):
         Population(cds, population.llm).load(tmp_path / "pop.json")
+
+
+@pytest.mark.parametrize("reflect, reflected", [("mismatch", [False, True]), ("always", [True, True]),
+                                                ("never", [False, False])])
+def test_the_loop_reflects_on_misses_and_logs_each_reflection(ml1m, reflect, reflected):
+    """Two rounds, a hit and a miss: slow thinking runs where asked and rewrites only those memories."""
+    llm = ScriptedLLM("it is a thriller.\nUpdated preferences: This user now likes thrillers above all.")
+    loop = FeedbackLoop(llm, ml1m, PromptConfig(history=3))
+    memories = [Memory(u, ml1m.profiles[u], list(ml1m.test.histories[i]), summary="Likes comedies.")
+                for i, u in enumerate(ml1m.test.users[:2])]
+    rounds = [Round(m.history, ml1m.test.candidates[i], int(ml1m.test.targets[i])) for i, m in enumerate(memories)]
+    predicted = [rounds[0].target, int(ml1m.test.candidates[1][ml1m.test.target_index[1] - 1])]
+    steps = loop.step(memories, rounds, lambda ms, rs: [Decision(p, f"chose {p}") for p in predicted], reflect)
+    assert [reflection is not None for _, reflection in steps] == reflected
+    for memory, round_, pick, did in zip(memories, rounds, predicted, reflected):
+        assert memory.summary == ("This user now likes thrillers above all." if did else "Likes comedies.")
+        assert memory.reflections == ([{"step": len(round_.history), "target": round_.target, "predicted": pick,
+                                        "before": "Likes comedies.",
+                                        "reflection": f"the user chose {ml1m.item_text(round_.target)} because it "
+                                                      "is a thriller.",
+                                        "after": memory.summary, "status": "ok"}] if did else [])
+    if any(reflected):
+        prompt = llm.chats[-1][1]["content"]  # the reflection prompt shows the last 3 items and the prediction
+        assert f"Target item: {ml1m.item_text(rounds[-1].target)}" in prompt and f"chose {predicted[-1]}" in prompt
+        assert prompt.count("\n- ") == 3

@@ -4,8 +4,8 @@ import textwrap
 
 import pandas as pd
 
-from benchmarks.replay import BenchConfig, run_benchmark
-from benchmarks.cli import main
+from starec_env.benchmarks.replay import BenchConfig, run_benchmark
+from starec_env.benchmarks.cli import main
 
 
 def test_custom_policy_by_import_path_runs_through_the_benchmark(ml1m, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-from benchmarks.cli import main
+from starec_env.benchmarks.cli import main
 
 
 def test_data_info_prints_real_counts(ml1m, capsys):

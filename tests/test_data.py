@@ -4,7 +4,8 @@ import zipfile
 
 import pytest
 
-from starec_env.data import clean_title, load_atomic, load_dataset
+from starec_env.data import clean_title
+from starec_env.datasets import load_dataset
 from starec_env.sources import DataError
 
 
@@ -134,7 +135,7 @@ def test_amazon_review_missing_field_names_line(tmp_path):
 
 
 def test_agentcf_atomic_folder(data_dir):
-    atomic = load_atomic()
+    atomic = load_dataset("agentcf-cds")
     assert atomic.name == "CDs-100-user-dense"
     assert {k: len(v) for k, v in atomic.splits.items()} == {"train": 500, "valid": 100, "test": 100}
     test = atomic.splits["test"].iloc[0]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from policies.registry import make_policy
+from starec_env.policies.registry import make_policy
 from starec_env.metrics import target_ranks
 from starec_env.rewards import positional_reward
 
@@ -82,7 +82,7 @@ def test_replay_vector_env_equals_single_envs(ml1m):
 
 
 # short prompts and outputs: CI runs on a CPU
-SMALL_AGENT = {"summary_tokens": 8, "choice_tokens": 8, "reflection_tokens": 8, "history_shown": 3}
+SMALL_AGENT = {"prompt": {"summary_tokens": 8, "choice_tokens": 8, "reflection_tokens": 8, "history": 3}}
 
 
 def test_simulate_mode_passes_check_env_and_runs_a_full_episode(ml1m, smollm):
@@ -101,7 +101,7 @@ def test_simulate_mode_passes_check_env_and_runs_a_full_episode(ml1m, smollm):
 
 
 def test_simulate_vector_env_equals_single_envs(ml1m, smollm):
-    from agents.society import AgentConfig, Population
+    from starec_env.agents.society import AgentConfig, Population
 
     config = AgentConfig(**SMALL_AGENT)
     vector = gym.make_vec("starec_env:STARec-ML1M-v0", num_envs=2, mode="simulate", rounds=1,

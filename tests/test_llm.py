@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from agents.llm import LLMError, Sampling, load_llm
-from agents.llm.embedded import GGUF_MEMBER, default_model_dir, extract_gguf
-from agents.llm.openai_backend import OpenAILLM
-from agents.llm.server import make_server
+from starec_env.agents.llm import LLMError, Sampling, load_llm
+from starec_env.agents.llm.embedded import GGUF_MEMBER, default_model_dir, extract_gguf
+from starec_env.agents.llm.openai_backend import OpenAILLM
+from starec_env.agents.llm.server import make_server
 
 CHATS = [[{"role": "user", "content": "Name one famous science fiction movie."}],
          [{"role": "user", "content": "Say hello in French."}]]

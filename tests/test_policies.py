@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.replay import evaluate
-from policies.registry import check_options, make_policy
-from policies.sequence import left_aligned
+from starec_env.benchmarks.replay import evaluate
+from starec_env.policies.registry import check_options, make_policy
+from starec_env.policies.sequence import left_aligned
 
 QUICK = {"bpr": {"epochs": 10, "eval_every": 5}, "gru4rec": {"epochs": 2, "eval_every": 1},
          "sasrec": {"epochs": 2, "eval_every": 1}}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from starec_env.data import load_dataset
+from starec_env.datasets import load_dataset
 from starec_env.protocol import build_protocol, default_config
 
 
@@ -91,10 +91,8 @@ def test_history_matrix_is_right_aligned(ml1m):
 
 
 def test_agentcf_protocol_uses_their_splits_and_candidate_lists(data_dir):
-    from starec_env.data import load_atomic
-
     protocol = build_protocol("agentcf-cds")
-    atomic = load_atomic()
+    atomic = load_dataset("agentcf-cds")
     assert (protocol.n_users, protocol.test.candidates.shape) == (100, (100, 10))
     first = atomic.splits["test"].iloc[0]
     raw = protocol.items["raw_id"].to_numpy()

@@ -9,17 +9,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agents.prompts import SUMMARY_HEAD
-from policies.evidence import CoLikedGraph, CoLikedPolicy, Evidence, describe, most_co_liked
-from starec_env.metrics import summarize, target_ranks
-from trainers.cases import reflection_cases, training_cases
-from trainers.curves import write_stage_bars
-from trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
+from starec_env.agents.fast import rank_by_likelihood
+from starec_env.agents.prompts import SUMMARY_HEAD, PromptConfig, next_item_chat
+from starec_env.agents.slow import read_reflection
+from starec_env.policies.evidence import CoLikedGraph, CoLikedPolicy, Evidence, describe, most_co_liked
+from starec_env.metrics import summarize, target_rank, target_ranks
+from starec_env.rewards import positional_reward
+from starec_env.trainers.cases import reflection_cases, training_cases
+from starec_env.trainers.curves import write_stage_bars
+from starec_env.trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
                               reflection_check, screen, screen_reflection)
-from trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
-from trainers.pipeline import PipelineConfig, _validate
-from trainers.sft import SFTRunConfig, hardware, model_path, sft
+from starec_env.trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
+from starec_env.trainers.pipeline import PipelineConfig, _validate
+from starec_env.trainers.sft import SFTRunConfig, hardware, model_path, sft
 
+SHORT = PromptConfig(history=5, think=True)  # short prompts: a CPU optimizer step costs per token
 GOOD = "<think>They like dramas.</think>\n[" + ", ".join(str(i) for i in range(1, 21)) + "]"
 
 
@@ -58,12 +62,12 @@ REFLECTION = ("Reflection: the user chose {target} because it is a classic.\n" +
 
 @pytest.fixture(scope="module")
 def cases(ml1m):
-    return training_cases(ml1m, users=4, seed=3, history=5)  # short prompts: a CPU optimizer step costs per token
+    return training_cases(ml1m, users=4, seed=3, prompt=SHORT)  # short prompts: a CPU optimizer step costs per token
 
 
 @pytest.fixture(scope="module")
 def reflections(ml1m, smollm):
-    return reflection_cases(ml1m, smollm, users=2, seed=3, history=5)
+    return reflection_cases(ml1m, smollm, users=2, seed=3, prompt=SHORT)
 
 
 def test_reflection_cases_are_misses_followed_by_the_next_training_round(ml1m, reflections):
@@ -88,11 +92,16 @@ def test_screen_reflection_checks_format_and_change(reflections, text, error):
 
 
 def test_memory_reward_ranks_the_next_round_with_the_new_summary(ml1m, smollm, reflections):
-    reward = MemoryReward(smollm, ml1m, reflections)
+    reward = MemoryReward(smollm, ml1m, reflections, SHORT)
     completions = [[{"content": REFLECTION.format(target=reflections[0].target)}], [{"content": ""}],
                    [{"content": GOOD}]]
     rewards = reward(completions, reflection=[0, 0, -1])
-    assert rewards[0] in {1.0, 0.5, 0.0, -0.5} and rewards[1] == -1.0 and rewards[2] is None
+    follow_up = reflections[0].follow_up  # ranked by hand with the summary the reflection wrote
+    summary = read_reflection(completions[0][0]["content"], reflections[0].summary).summary
+    chat = next_item_chat(ml1m.titles(follow_up.history[-SHORT.history:]), ml1m.profiles[follow_up.user], summary)
+    (scores,) = rank_by_likelihood(smollm, [chat], [ml1m.titles(follow_up.candidates)])
+    expected = positional_reward(target_rank(np.asarray(scores), follow_up.target_index))[0]
+    assert rewards == [expected, -1.0, None]
     assert ranking_reward(completions, [-1, -1, 0], [0, 0, 20]) == [None, None, 1.0]
 
 
@@ -105,7 +114,7 @@ def test_training_cases_never_show_held_out_items(ml1m, cases):
 
 def test_training_evidence_leaves_out_the_users_own_transitions(ml1m):
     graph = CoLikedGraph(ml1m.train("full"))
-    for case in training_cases(ml1m, users=4, seed=3, history=5, graph=graph):
+    for case in training_cases(ml1m, users=4, seed=3, prompt=SHORT, graph=graph):
         everyone = graph.counts(case.history, case.candidates)
         target = case.target_index
         counts = case.evidence.counts
@@ -119,7 +128,7 @@ def test_training_evidence_leaves_out_the_users_own_transitions(ml1m):
 
 def test_popular_evidence_names_the_most_liked_candidates_without_the_users_own_interactions(cds):
     graph = CoLikedGraph(cds.train("full"), popular=5)
-    for case in training_cases(cds, users=6, seed=1, history=5, graph=graph):
+    for case in training_cases(cds, users=6, seed=1, prompt=SHORT, graph=graph):
         own = list(graph.sequences[case.user])  # holds the target: the case is the user's last training step
         liked = [graph.popularity[c] - own.count(c) for c in case.candidates]
         assert [liked[i] for i in case.evidence.popular] == sorted(liked, reverse=True)[:5]
@@ -166,16 +175,17 @@ def test_rejected_traces_go_back_with_their_error(cases):
 
 def test_distill_appends_and_resumes(ml1m, tmp_path):
     config = DistillConfig(users=3, reflection_users=0, ndcg_threshold=0.0)
-    distill(ml1m, config, tmp_path, teacher=ScriptedTeacher(GOOD), batch=2)
+    distill(ml1m, config, tmp_path, replace(SHORT, evidence=True), teacher=ScriptedTeacher(GOOD), batch=2)
     lines = [json.loads(line) for line in (tmp_path / "traces.jsonl").open()]
     assert len(lines) == 3 and all(line["accepted"] and line["teacher"] == "scripted" for line in lines)
-    counts = distill(ml1m, config, tmp_path, teacher=ScriptedTeacher(GOOD), batch=2)
+    counts = distill(ml1m, config, tmp_path, replace(SHORT, evidence=True), teacher=ScriptedTeacher(GOOD), batch=2)
     assert counts["traces"]["resumed_from"] == 3 and len((tmp_path / "traces.jsonl").read_text().splitlines()) == 3
 
 
 def test_distill_writes_screened_reflection_traces(ml1m, smollm, reflections, tmp_path):
-    config = DistillConfig(users=1, reflection_users=2, seed=3, ndcg_threshold=0.0, max_attempts=2, history=5)
-    counts = distill(ml1m, config, tmp_path, teacher=ScriptedTeacher(GOOD, llm=smollm, reflection=REFLECTION))
+    config = DistillConfig(users=1, reflection_users=2, seed=3, ndcg_threshold=0.0, max_attempts=2)
+    teacher = ScriptedTeacher(GOOD, llm=smollm, reflection=REFLECTION)
+    counts = distill(ml1m, config, tmp_path, replace(SHORT, evidence=True), teacher=teacher)
     lines = [json.loads(line) for line in (tmp_path / "reflections.jsonl").open()]
     assert counts["reflections"]["kept"] == len(lines) == len(reflections)
     assert all(line["accepted"] and line["prompt"][-1]["content"] for line in lines)
@@ -207,7 +217,7 @@ def _weights(folder):
 @pytest.fixture(scope="module")
 def anchored(traces, smollm, tmp_path_factory):
     """Two SFT steps, then a rerun to three that resumes: shared by the SFT and GRPO tests, as CPU steps are slow."""
-    import trainers.sft as module
+    import starec_env.trainers.sft as module
 
     out, resumed_from = tmp_path_factory.mktemp("sft"), []
     before = {k: v.clone() for k, v in smollm.model.state_dict().items()}
@@ -240,8 +250,8 @@ def test_sft_steps_change_weights_and_resume(anchored):
 def test_grpo_steps_with_env_rewards_change_weights(ml1m, anchored, tmp_path):
     start = anchored["final"]
     config = GRPORunConfig(steps=1, generations=4, prompts_per_step=1, max_completion_length=32, users=4,
-                           reflection_users=2, history=5, learning_rate=1e-4, temperature=1.0)
-    final = grpo(str(start), ml1m, tmp_path / "grpo", config)
+                           reflection_users=2, learning_rate=1e-4, temperature=1.0)
+    final = grpo(str(start), ml1m, tmp_path / "grpo", config, replace(SHORT, evidence=True))
     before, after = _weights(start), _weights(final)
     assert any(not torch.equal(before[k], after[k]) for k in after)
     log = pd.read_csv(tmp_path / "grpo" / "grpo.csv")

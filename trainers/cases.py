@@ -14,10 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agents import fast, prompts, slow
-from agents.llm import LLM, Chat
-from policies.evidence import CoLikedGraph, Evidence
+from starec_env.agents.llm import LLM, Chat
+from starec_env.agents.loop import FeedbackLoop, Round
+from starec_env.agents.memory import Memory
+from starec_env.agents.prompts import PromptConfig
 from starec_env.envs import UserEnv
+from starec_env.policies.evidence import CoLikedGraph, Evidence
 from starec_env.protocol import Protocol
 
 
@@ -40,12 +42,13 @@ class ReflectionCase:
     follow_up: TrainingCase  # the next round, ranked with the rewritten summary for the memory-update reward
 
 
-def training_cases(protocol: Protocol, users: int, seed: int, rounds: int = 1, history: int = 20,
+def training_cases(protocol: Protocol, users: int, seed: int, prompt: PromptConfig, rounds: int = 1,
                    graph: CoLikedGraph | None = None) -> list[TrainingCase]:
     """One ranking case per (user, round) for `users` users drawn with `seed`; rounds of a user are consecutive.
     With a `graph`, the prompt ends with the evidence lines of the most co-liked (and, if the graph names them, most
     popular) candidates, from other users' interactions only, as in the STARec policy with `evidence=True`."""
     env = UserEnv(protocol=protocol, rounds=rounds, split="train")
+    loop = FeedbackLoop(None, protocol, prompt)  # prompts only: cases are written, not answered
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(protocol.test), size=min(users, len(protocol.test)), replace=False)
     cases = []
@@ -54,37 +57,34 @@ def training_cases(protocol: Protocol, users: int, seed: int, rounds: int = 1, h
         for _ in range(rounds):
             candidates, seen = observation["candidates"], observation["history"]
             observation, _, _, _, info = env.step(np.zeros(len(candidates)))  # replay: the choice is the logged item
-            cases.append(_ranking_case(protocol, int(observation["user"]), seen[seen >= 0], candidates,
-                                       int(np.flatnonzero(candidates == info["choice"])[0]), history, graph))
+            cases.append(_ranking_case(loop, int(observation["user"]), seen[seen >= 0], candidates,
+                                       int(np.flatnonzero(candidates == info["choice"])[0]), graph))
     return cases
 
 
-def reflection_cases(protocol: Protocol, llm: LLM, users: int, seed: int, history: int = 20) -> list[ReflectionCase]:
+def reflection_cases(protocol: Protocol, llm: LLM, users: int, seed: int,
+                     prompt: PromptConfig) -> list[ReflectionCase]:
     """Run summary → rank → compare over two training rounds per user; every miss becomes a reflection case."""
-    rounds = training_cases(protocol, users, seed, rounds=2, history=history)
+    rounds = training_cases(protocol, users, seed, prompt, rounds=2)
     pairs = list(zip(rounds[::2], rounds[1::2]))  # each user's rounds t and t+1
-    profiles = [protocol.profiles[now.user] for now, _ in pairs]
-    histories = [protocol.titles(now.history[-history:]) for now, _ in pairs]
-    summaries = slow.summarize(llm, [prompts.summary_chat(h, p) for h, p in zip(histories, profiles)])
-    scores = fast.rank_by_likelihood(llm, [prompts.next_item_chat(h, p, s)
-                                           for h, p, s in zip(histories, profiles, summaries)],
-                                     [protocol.titles(now.candidates) for now, _ in pairs])
+    loop = FeedbackLoop(llm, protocol, prompt)
+    memories = [Memory(now.user, protocol.profiles[now.user], now.history) for now, _ in pairs]
+    loop.summarize(memories, [m.history for m in memories])
+    played = [Round(now.history, now.candidates, now.candidates[now.target_index]) for now, _ in pairs]
     cases = []
-    for (now, after), past, profile, summary, row in zip(pairs, histories, profiles, summaries, scores):
-        pick, target = now.candidates[int(np.argmax(row))], now.candidates[now.target_index]
-        if pick == target:
+    for memory, (now, after), round_, (decision, _) in zip(memories, pairs, played,
+                                                            loop.step(memories, played, loop.likelihood_decide,
+                                                                      reflect="never")):
+        if decision.pick == round_.target:
             continue  # a hit needs no reflection, as in the STARec policy's loop
-        target_title = protocol.item_text(target)
-        chat = prompts.reflection_chat(summary, past, target_title, f"chose {protocol.item_text(pick)}",
-                                       f"chose {target_title}", profile)
-        cases.append(ReflectionCase(now.user, summary, target_title, chat, after))
+        cases.append(ReflectionCase(now.user, memory.summary, protocol.item_text(round_.target),
+                                    loop.reflection_chat(memory, round_, decision), after))
     return cases
 
 
-def _ranking_case(protocol, user, history, candidates, target_index, length, graph) -> TrainingCase:
+def _ranking_case(loop: FeedbackLoop, user, history, candidates, target_index, graph) -> TrainingCase:
     evidence = graph.evidence(history, candidates, without_user=user) if graph is not None else None
     lines = {"evidence": evidence.line(), "popular": evidence.popular_line()} if evidence else {}
-    chat = prompts.ranking_chat(protocol.titles(history[-length:]), protocol.titles(candidates),
-                                protocol.profiles[user], think=True, **lines)
+    chat = loop.ranking_chat(Memory(int(user), loop.catalogue.profiles[user]), Round(history, candidates), **lines)
     return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat,
                         evidence)

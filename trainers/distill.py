@@ -2,7 +2,7 @@
 rewritten preference summary) for cases built from training data.
 
 Fast cases come from the env's `train` split (the user's last training interactions, 19 sampled negatives), so no
-validation or test target is ever shown; slow cases are the misses of the same feedback loop (`trainers.reflection`).
+validation or test target is ever shown; slow cases are the misses of the same feedback loop (`trainers.cases`).
 A teacher writes each trace; screening (paper §4.2) checks the format (and, for rankings, an NDCG@10 threshold on the
 teacher's ranking), and a rejected trace goes back to the teacher with the specific error, up to `max_attempts` times.
 Three teachers:
@@ -13,8 +13,7 @@ Three teachers:
 - `CoLikedTeacher` — the offline default, with `evidence`: it ranks in the order the prompt's evidence lines imply
   (co-liked counts, then with `popular` the most popular candidates; `policies.evidence`) and its rationale names
   the top three, so every ranking it teaches can be derived from the prompt. SFT on SASRec's lists, which the
-  prompt does not determine, took a 135M student *below* random (validation NDCG@10 17.9; on the co-liked
-  teacher's, 67.3 — README, Training).
+  prompt does not determine, took a 135M student below random (docs/findings.md).
 
 Both offline teachers write reflections with the local LLM given the real choice; traces say all this in their
 provenance.
@@ -27,36 +26,39 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents import slow
-from agents.llm import LLM, Chat, Sampling, load_llm
-from agents.parsing import parse_ranking
-from agents.prompts import SUMMARY_HEAD
-from policies.evidence import CoLikedGraph, Evidence
+from starec_env.agents import slow
+from starec_env.agents.llm import LLM, Chat, Sampling, load_llm
+from starec_env.agents.parsing import parse_ranking
+from starec_env.agents.prompts import SUMMARY_HEAD, PromptConfig
+from starec_env.policies.evidence import CoLikedGraph, Evidence
 from starec_env.metrics import ndcg, target_rank
 from starec_env.protocol import Cases, Protocol
-from trainers.cases import ReflectionCase, TrainingCase, reflection_cases, training_cases
+from starec_env.trainers.cases import ReflectionCase, TrainingCase, reflection_cases, training_cases
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    users: int = 300  # training users sampled for fast-thinking traces
-    rounds: int = 1  # training interactions per user (the last ones)
-    reflection_users: int = 48  # users whose feedback loop is replayed for slow-thinking traces (misses only)
-    teacher: str = "co-liked"  # "co-liked" or "sasrec" (offline teachers) or an LLM spec for LLMTeacher
-    evidence: bool = True  # the co-liked evidence line in every ranking prompt (the STARec policy's `evidence`)
-    popular: int = 0  # with evidence, also name the N most popular candidates (the STARec policy's `popular`)
-    teacher_seconds: float = 180  # SASRec's training budget: 74.85 NDCG@10 in 3 quiet min, 75.85 to the end
-    ndcg_threshold: float = 0.3  # NDCG@10 the teacher's ranking must reach (0.3 ≈ target in the top 5)
-    max_attempts: int = 3
-    history: int = 20
-    seed: int = 0
+    """Teacher traces: how many, from which teacher, and how they are screened. What the prompts show is the
+    pipeline's `PromptConfig`, shared with SFT, GRPO and validation."""
+
+    users: int = field(default=300, metadata={"help": "training users sampled for fast-thinking traces"})
+    rounds: int = field(default=1, metadata={"help": "training interactions per user (the last ones)"})
+    reflection_users: int = field(default=48, metadata={
+        "help": "users whose feedback loop is replayed for slow-thinking traces (misses only; 0: none)"})
+    teacher: str = field(default="co-liked", metadata={
+        "help": "'co-liked' (ranks by the evidence in the prompt), 'sasrec' (answer-conditioned) or an LLM spec"})
+    teacher_seconds: float = field(default=180, metadata={"help": "training budget of the SASRec teacher"})
+    ndcg_threshold: float = field(default=0.3, metadata={
+        "help": "NDCG@10 a teacher's ranking must reach (0.3: about the target in the top 5)"})
+    max_attempts: int = field(default=3, metadata={"help": "tries per trace, a rejected one with its error"})
+    seed: int = field(default=0, metadata={"help": "draw of the training users"})
 
 
 MIN_SUMMARY_WORDS = 8  # "This user's preferences were:" is a format, not a summary
@@ -164,7 +166,7 @@ class CoLikedTeacher(LocalReflections):
     def write(self, cases: Sequence[TrainingCase], errors: Sequence[str | None], previous: Sequence[str]) -> list[str]:
         if any(case.evidence is None for case in cases):
             raise ValueError("the co-liked teacher ranks by the counts in the prompt: build the cases with a graph "
-                             "(DistillConfig.evidence=True)")
+                             "(PromptConfig.evidence=True)")
         return [co_liked_answer(case.evidence) for case in cases]
 
 
@@ -184,7 +186,7 @@ class AnswerConditionedTeacher(LocalReflections):
 
     def __init__(self, protocol: Protocol, llm: LLM | str | None = None, seed: int = 0, max_tokens: int = 40,
                  max_seconds: float | None = None):
-        from policies.sasrec import SASRecPolicy
+        from starec_env.policies.sasrec import SASRecPolicy
 
         super().__init__(llm, max_tokens)
         self.protocol = protocol
@@ -214,21 +216,22 @@ class AnswerConditionedTeacher(LocalReflections):
 
 
 # ------------------------------------------------------------------------------------------------------- run
-def distill(protocol: Protocol, config: DistillConfig, out: Path, teacher=None, batch: int = 16) -> dict:
+def distill(protocol: Protocol, config: DistillConfig, out: Path, prompt: PromptConfig, teacher=None,
+            batch: int = 16) -> dict:
     """Write screened traces into the folder `out`: `traces.jsonl` (fast) and `reflections.jsonl` (slow).
 
     Existing lines are kept, so a rerun resumes; returns counts per file."""
     teacher = teacher or make_teacher(protocol, config)
     out.mkdir(parents=True, exist_ok=True)
     check_ranking = ranking_check(config.ndcg_threshold, teacher.revises_ranking)
-    provenance = {"teacher": teacher.name, "config": asdict(config)}
-    graph = CoLikedGraph(protocol.train("full"), popular=config.popular) if config.evidence else None
-    fast = training_cases(protocol, config.users, config.seed, config.rounds, config.history, graph)
+    provenance = {"teacher": teacher.name, "config": asdict(config), "prompt_config": asdict(prompt)}
+    graph = CoLikedGraph(protocol.train("full"), popular=prompt.popular) if prompt.evidence else None
+    fast = training_cases(protocol, config.users, config.seed, prompt, config.rounds, graph)
     counts = {"traces": _append(out / "traces.jsonl", fast,
                                 lambda chunk: _screened(teacher.write, check_ranking, chunk, config.max_attempts),
                                 provenance, batch)}
     if config.reflection_users:
-        slow_cases = reflection_cases(protocol, teacher.llm, config.reflection_users, config.seed, config.history)
+        slow_cases = reflection_cases(protocol, teacher.llm, config.reflection_users, config.seed, prompt)
         counts["reflections"] = _append(
             out / "reflections.jsonl", slow_cases,
             lambda chunk: _screened(teacher.reflect, reflection_check, chunk, config.max_attempts), provenance, batch)

@@ -12,41 +12,47 @@ generation where vLLM runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from agents import fast, prompts, slow
-from agents.llm import LLM, load_llm
-from agents.parsing import parse_ranking
-from policies.evidence import CoLikedGraph
+from starec_env.agents import slow
+from starec_env.agents.llm import LLM, load_llm
+from starec_env.agents.loop import FeedbackLoop, Round
+from starec_env.agents.memory import Memory
+from starec_env.agents.parsing import parse_ranking
+from starec_env.agents.prompts import PromptConfig
+from starec_env.policies.evidence import CoLikedGraph
 from starec_env.metrics import target_rank
 from starec_env.protocol import Protocol
 from starec_env.rewards import memory_reward, positional_reward
-from trainers.cases import ReflectionCase, reflection_cases, training_cases
-from trainers.curves import write_curves
-from trainers.sft import hardware, keep_freed_memory, last_checkpoint, save_merged
+from starec_env.trainers.cases import ReflectionCase, reflection_cases, training_cases
+from starec_env.trainers.curves import write_curves
+from starec_env.trainers.sft import hardware, keep_freed_memory, last_checkpoint, save_merged
 
 
 @dataclass(frozen=True)
 class GRPORunConfig:
-    steps: int = 16
-    generations: int = 8  # completions per prompt (the group)
-    prompts_per_step: int = 2
-    micro_batch: int = 4  # completions per forward/backward: activations of 16 × ~800 tokens OOM-killed a 24 GB box
-    beta: float = 1e-3  # KL to the reference (SFT) model
-    learning_rate: float = 1e-5  # at 2e-6, 12 steps left a 135M SFT policy unchanged (KL ≤ 8e-4); 1e-5 moved it
-    temperature: float = 1.0
-    max_completion_length: int = 128  # a `<think>` naming three labels + 20 labels is ~80 tokens
-    save_every: int = 10
-    users: int = 40  # users whose last training round is a ranking prompt
-    reflection_users: int = 48  # users whose feedback loop is replayed; each miss is a reflection prompt
-    history: int = 20  # most recent training items shown in a prompt
-    evidence: bool = True  # the co-liked evidence line in ranking prompts, as in distillation and the STARec policy
-    popular: int = 0  # with evidence, also name the N most popular candidates (the STARec policy's `popular`)
-    bf16: bool | None = None  # bfloat16 autocast; None → where bf16 matrix products are native
-    seed: int = 1  # a different draw of training users than distillation's
+    """GRPO's budget and optimiser; what the prompts show is the pipeline's `PromptConfig`."""
+
+    steps: int = field(default=16, metadata={"help": "optimizer steps"})
+    generations: int = field(default=8, metadata={"help": "completions per prompt (the group)"})
+    prompts_per_step: int = field(default=2, metadata={"help": "prompts per optimizer step"})
+    micro_batch: int = field(default=4, metadata={
+        "help": "completions per forward/backward pass; must divide generations × prompts_per_step (smaller: less "
+                "memory)"})
+    beta: float = field(default=1e-3, metadata={"help": "KL coefficient to the reference (SFT) model"})
+    learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate (linear decay)"})
+    temperature: float = field(default=1.0, metadata={
+        "help": "sampling temperature of the groups (higher: fewer groups with no reward spread)"})
+    max_completion_length: int = field(default=128, metadata={
+        "help": "tokens per completion (a <think> naming three labels + 20 labels is about 80)"})
+    save_every: int = field(default=10, metadata={"help": "steps between checkpoints"})
+    users: int = field(default=40, metadata={"help": "users whose last training round is a ranking prompt"})
+    reflection_users: int = field(default=48, metadata={
+        "help": "users whose feedback loop is replayed; each miss is a reflection prompt"})
+    bf16: bool | None = field(default=None, metadata={
+        "help": "bfloat16 autocast (default: where bf16 matrix products are native)"})
+    seed: int = field(default=1, metadata={"help": "draw of training users (another than distillation's)"})
 
 
 def ranking_reward(completions, target_index, n_candidates, **_) -> list[float | None]:
@@ -69,8 +75,8 @@ class MemoryReward:
 
     __name__ = "memory_reward"  # TRL logs each reward function under its name
 
-    def __init__(self, scorer: LLM, protocol: Protocol, cases: list[ReflectionCase], history: int = 20):
-        self.scorer, self.protocol, self.cases, self.history = scorer, protocol, cases, history
+    def __init__(self, scorer: LLM, protocol: Protocol, cases: list[ReflectionCase], prompt: PromptConfig):
+        self.loop, self.cases = FeedbackLoop(scorer, protocol, prompt), cases
 
     def __call__(self, completions, reflection, **_) -> list[float | None]:
         rewards: list[float | None] = [None] * len(completions)
@@ -83,12 +89,11 @@ class MemoryReward:
 
     def follow_up(self, cases: list[ReflectionCase], answers: list[str]) -> list[float]:
         read = [slow.read_reflection(answer, case.summary) for case, answer in zip(cases, answers)]
-        chats = [prompts.next_item_chat(self.protocol.titles(case.follow_up.history[-self.history:]),
-                                        self.protocol.profiles[case.user], reflection.summary)
-                 for case, reflection in zip(cases, read)]
-        scores = fast.rank_by_likelihood(self.scorer, chats, [self.protocol.titles(c.follow_up.candidates)
-                                                              for c in cases])
-        ranks = [None if r.status == "failed" else target_rank(np.asarray(row), case.follow_up.target_index)
+        profiles = self.loop.catalogue.profiles
+        memories = [Memory(case.user, profiles[case.user], summary=r.summary) for case, r in zip(cases, read)]
+        rounds = [Round(case.follow_up.history, case.follow_up.candidates) for case in cases]
+        scores = self.loop.rank_by_likelihood(memories, rounds)
+        ranks = [None if r.status == "failed" else target_rank(row, case.follow_up.target_index)
                  for case, r, row in zip(cases, read, scores)]
         return [float(reward) for reward in memory_reward(ranks)]
 
@@ -97,7 +102,7 @@ def _text(completion) -> str:
     return completion[0]["content"] if isinstance(completion, list) else completion
 
 
-def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPORunConfig()) -> Path:
+def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig, prompt: PromptConfig) -> Path:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -107,11 +112,11 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
                          f"generations × prompts_per_step = {group_batch}")
     keep_freed_memory()
     scorer = load_llm(f"hf:{model}")
-    reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed, config.history)
-    graph = CoLikedGraph(protocol.train("full"), popular=config.popular) if config.evidence else None
+    reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed, prompt)
+    graph = CoLikedGraph(protocol.train("full"), popular=prompt.popular) if prompt.evidence else None
     rows = [{"prompt": case.chat, "target_index": case.target_index, "n_candidates": len(case.candidates),
              "reflection": -1}
-            for case in training_cases(protocol, config.users, config.seed, 1, config.history, graph)]
+            for case in training_cases(protocol, config.users, config.seed, prompt, 1, graph)]
     rows += [{"prompt": case.chat, "target_index": -1, "n_candidates": 0, "reflection": i}
              for i, case in enumerate(reflections)]
     dataset = Dataset.from_list(rows)
@@ -122,7 +127,7 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig = GRPO
                       temperature=config.temperature, max_completion_length=config.max_completion_length,
                       logging_steps=1, save_steps=config.save_every, save_total_limit=2, report_to="none",
                       **hardware(config.bf16), seed=config.seed, disable_tqdm=False)
-    rewards = [ranking_reward, MemoryReward(scorer, protocol, reflections, config.history)]
+    rewards = [ranking_reward, MemoryReward(scorer, protocol, reflections, prompt)]
     trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset)
     trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
     final = out / "final"

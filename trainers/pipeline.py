@@ -4,7 +4,7 @@ Each stage writes into its own folder under `out` and is skipped when its result
 TRL resumes from the last checkpoint, and distillation appends to its JSONL — so killing the process and running
 the same command again loses at most the batch or the steps since the last checkpoint. Each stage's checkpoint is
 validated as soon as it exists: the STARec policy ranks the protocol's validation cases (never the test ones) in
-generative mode, with the same co-liked evidence as training unless `evidence=False` — base model, SFT, SFT+GRPO,
+generative mode, with the same prompts as training (`PipelineConfig.prompt`) — base model, SFT, SFT+GRPO,
 the last again without self-reflection (history only, no summary) and, with `ablations`, GRPO without SFT. Every
 row uses the same validation users and candidates.
 """
@@ -13,40 +13,43 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from policies.starec import STARecPolicy
+from starec_env.agents.prompts import PromptConfig
+from starec_env.policies.starec import STARecPolicy
 from starec_env.metrics import ndcg, summarize, target_ranks
 from starec_env.protocol import build_protocol, default_config
-from trainers.curves import write_stage_bars
-from trainers.distill import DistillConfig, distill
-from trainers.grpo import GRPORunConfig, grpo
-from trainers.sft import SFTRunConfig, model_path, sft
+from starec_env.trainers.curves import write_stage_bars
+from starec_env.trainers.distill import DistillConfig, distill
+from starec_env.trainers.grpo import GRPORunConfig, grpo
+from starec_env.trainers.sft import SFTRunConfig, model_path, sft
 
 
 @dataclass
 class PipelineConfig:
-    dataset: str = "ml-1m"
-    out: str = "runs/train-ml-1m"
+    """`starec train`: every stage's config, and the one `PromptConfig` that distillation, GRPO and validation share
+    (by default the co-liked evidence line and a `<think>` rationale before each ranking)."""
+
+    dataset: str = field(default="ml-1m", metadata={"help": "a registered dataset name or a path to your own data"})
+    out: str = field(default="", metadata={"help": "run folder (default runs/train-<dataset>); rerun the same to resume"})
+    prompt: PromptConfig = field(default_factory=lambda: PromptConfig(evidence=True, think=True),
+                                 metadata={"prefix": ""})  # its flags are --history, --evidence, --popular, …
     distill: DistillConfig = field(default_factory=DistillConfig)
     sft: SFTRunConfig = field(default_factory=SFTRunConfig)
     grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
-    eval_users: int = 40  # validation users scored after each stage
-    reflect_steps: int = 1  # self-reflection rounds before each validation ranking (0 is the "w/o" ablation)
-    ablations: bool = False  # also GRPO straight from the base model (the paper's "w/o SFT")
-    evidence: bool = True  # the co-liked evidence line in every ranking prompt: distillation, GRPO and validation
-    popular: int = 0  # with evidence, also name the N most popular candidates (Amazon CDs, where few are co-liked)
+    eval_users: int = field(default=40, metadata={"help": "validation users scored after each stage"})
+    reflect_steps: int = field(default=1, metadata={
+        "help": "self-reflection rounds before each validation ranking (0 is the 'w/o self-reflection' ablation)"})
+    ablations: bool = field(default=False, metadata={"help": "also GRPO straight from the base model ('w/o SFT')"})
 
 
 def run_pipeline(config: PipelineConfig) -> list[dict]:
-    out = Path(config.out)
+    out = Path(config.out or f"runs/train-{config.dataset}")
     out.mkdir(parents=True, exist_ok=True)
-    config.distill = replace(config.distill, evidence=config.evidence, popular=config.popular)
-    config.grpo = replace(config.grpo, evidence=config.evidence, popular=config.popular)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
     protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.distill.seed))
     timings = _load(out / "timings.json")
@@ -62,17 +65,18 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 
     traces = out / "distill"
     if "distill" not in timings:
-        timings["distill"] = _timed(lambda: distill(protocol, config.distill, traces))
+        timings["distill"] = _timed(lambda: distill(protocol, config.distill, traces, config.prompt))
         _save(out / "timings.json", timings)
     base = validate("base", model_path(config.sft.model))
     anchored = validate("sft", _stage(out / "sft", timings, lambda: sft(
         [traces / "traces.jsonl", traces / "reflections.jsonl"], out / "sft", config.sft)))
     full = validate("sft+grpo", _stage(out / "grpo", timings, lambda: grpo(anchored, protocol, out / "grpo",
-                                                                           config.grpo)))
+                                                                           config.grpo, config.prompt)))
     validate("sft+grpo w/o self-reflection", full, reflect_steps=0)
     if config.ablations:
         validate("grpo w/o sft", _stage(out / "grpo-no-sft", timings,
-                                        lambda: grpo(base, protocol, out / "grpo-no-sft", config.grpo)))
+                                        lambda: grpo(base, protocol, out / "grpo-no-sft", config.grpo,
+                                                     config.prompt)))
     chance = float(ndcg(np.arange(1, protocol.valid.candidates.shape[1] + 1), 10).mean())
     write_stage_bars(rows, out, "validation", "ndcg@10", chance)
     return rows
@@ -81,8 +85,8 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
 def _validate(protocol, stage: str, model: str, reflect_steps: int, config: PipelineConfig) -> dict:
     """NDCG on the first `users` validation cases for one checkpoint: `reflect_steps` reflections, then generation.
     The row keeps every user's target rank, so two stages can be compared user by user."""
-    policy = STARecPolicy(f"hf:{model}", fast="generate", think=True, reflect_steps=reflect_steps,
-                          evidence=config.evidence, popular=config.popular, progress=False)
+    policy = STARecPolicy(f"hf:{model}", fast="generate", reflect_steps=reflect_steps, prompt=config.prompt,
+                          progress=False)
     cases = protocol.valid.subset(slice(0, config.eval_users))
     ranks = target_ranks(policy.fit(protocol.train("full")).score(cases), cases.target_index)
     return {"stage": stage, "model": str(model), "reflect_steps": reflect_steps, "users": len(cases),

@@ -8,29 +8,33 @@ The traces' prompts are the STARec policy's own fast-thinking and reflection pro
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from trainers.curves import write_curves
+from starec_env.trainers.curves import write_curves
 
 
 @dataclass(frozen=True)
 class SFTRunConfig:
-    model: str | None = None  # HF id or folder; None → the embedded SmolLM2
-    steps: int = 8  # stop before the student collapses onto the teacher (48 steps: entropy ~0.05, nothing for RL)
-    batch_size: int = 4
-    learning_rate: float = 5e-5
-    lora: bool = False  # train LoRA adapters (peft) instead of all weights
-    save_every: int = 20
-    max_length: int = 1024
-    bf16: bool | None = None  # bfloat16 autocast; None → where bf16 matrix products are native
-    seed: int = 0
+    """Supervised anchoring on the teacher's traces."""
+
+    model: str | None = field(default=None, metadata={"help": "student: HF id or folder (default: embedded SmolLM2)"})
+    steps: int = field(default=8, metadata={
+        "help": "optimizer steps; few on purpose, so the student keeps the spread of answers GRPO learns from"})
+    batch_size: int = field(default=4, metadata={"help": "traces per step"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "peak learning rate"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft), merged on save"})
+    save_every: int = field(default=20, metadata={"help": "steps between checkpoints"})
+    max_length: int = field(default=1024, metadata={"help": "tokens per trace, prompt included"})
+    bf16: bool | None = field(default=None, metadata={
+        "help": "bfloat16 autocast (default: where bf16 matrix products are native)"})
+    seed: int = field(default=0, metadata={"help": "data order and initialisation seed"})
 
 
 def model_path(model: str | None) -> str:
     if model is None:
-        from agents.llm.embedded import default_model_dir
+        from starec_env.agents.llm.embedded import default_model_dir
 
         return str(default_model_dir())
     return model.removeprefix("hf:")
@@ -65,8 +69,8 @@ def sft(traces: Path | Sequence[Path], out: Path, config: SFTRunConfig = SFTRunC
 
 def hardware(bf16: bool | None = None) -> dict:
     """Trainer settings for the machine. bfloat16 autocast by default where bf16 matrix products are native: a GPU
-    that supports them, or a CPU with AMX tiles (about twice as fast per SFT step here, `starec speed train`).
-    No gradient checkpointing on a CPU: recomputation costs more time than the memory it saves is worth."""
+    that supports them, or a CPU with AMX tiles (`starec speed train` measures the difference). No gradient
+    checkpointing on a CPU: recomputation costs more time than the memory it saves is worth."""
     import torch
 
     if torch.cuda.is_available():
@@ -77,8 +81,7 @@ def hardware(bf16: bool | None = None) -> dict:
 
 def keep_freed_memory() -> None:
     """Have glibc keep freed memory for reuse instead of unmapping it. A training step allocates and frees tensors of
-    hundreds of MB, and where page faults are slow (this VM) re-faulting them dominated: a float32 forward + backward
-    on 4 × 957 tokens took 186 s, then over 600 s, against 155, 140, 125 s with the memory kept."""
+    hundreds of MB, and where page faults are slow, re-faulting them can dominate a CPU step (docs/findings.md)."""
     import ctypes
     import ctypes.util
 

