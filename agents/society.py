@@ -1,7 +1,8 @@
 """A population of simulated users sharing one batched LLM and a social graph.
 
-Every user agent runs the same cognition: fast thinking picks among recommendations, slow thinking writes and, after
-a wrong prediction, rewrites the preference summary. All agents of a step go to the LLM in one call, which is where
+Every user agent runs the same cognition, the feedback loop of `agents.loop`: fast thinking picks among the
+recommendations (`agents.fast.choose`), slow thinking writes the preference summary and, after a wrong prediction,
+rewrites it. All agents of a step go to the LLM in one call, which is where
 simulation speed comes from. Users are linked in a `networkx` graph by co-interaction similarity (Jaccard over
 training items); with `neighbours > 0` an agent reads its nearest neighbours' latest choices and summary before
 choosing — a configurable collaborative influence.

@@ -13,6 +13,19 @@ import pandas as pd
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from starec_env.agents.llm import LLMError
+    from starec_env.sources import DataError
+
+    try:
+        return args.func(args) or 0
+    except (DataError, LLMError) as error:
+        print(f"starec: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and flag; the flags of `bench` and `train` come from their config dataclasses."""
     from starec_env.benchmarks.flags import add_config_flags
     from starec_env.benchmarks.replay import BenchConfig
     from starec_env.trainers.pipeline import PipelineConfig
@@ -67,16 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                                             "of its stage configs; flags left out keep their defaults.")
     add_config_flags(train, PipelineConfig)
     train.set_defaults(func=_train)
-
-    args = parser.parse_args(argv)
-    from starec_env.agents.llm import LLMError
-    from starec_env.sources import DataError
-
-    try:
-        return args.func(args) or 0
-    except (DataError, LLMError) as error:
-        print(f"starec: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
+    return parser
 
 
 DATASET_HELP = "a registered dataset (ml-1m, amazon-cds, agentcf-cds) or a path to your own data"

@@ -208,10 +208,11 @@ def train_speed(dataset: str = "ml-1m", threads: int = 2, steps: int = 2, batch_
     import torch
 
     from starec_env.trainers.cases import training_cases
+    from starec_env.trainers.pipeline import PipelineConfig
     from starec_env.trainers.sft import SFTRunConfig, model_path, sft
 
     torch.set_num_threads(threads)
-    cases = training_cases(build_protocol(dataset), steps * batch_size, seed=0)
+    cases = training_cases(build_protocol(dataset), steps * batch_size, seed=0, prompt=PipelineConfig().prompt)
     report = {"dataset": dataset, "threads": threads, "steps": steps, "batch_size": batch_size}
     with tempfile.TemporaryDirectory() as scratch:
         traces = Path(scratch) / "traces.jsonl"

@@ -107,6 +107,7 @@ def population(ml1m, smollm):
                                                                   reflection_tokens=24)))
 
 
+@pytest.mark.slow
 def test_reflection_after_a_mismatch_rewrites_the_summary(population, ml1m, cds, tmp_path):
     user, target = int(ml1m.test.users[2]), int(ml1m.test.targets[2])
     (memory,) = population.start([user], [ml1m.test.histories[2]])

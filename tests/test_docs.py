@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
@@ -23,7 +21,6 @@ def test_the_environment_example_runs(ml1m, capsys):
     assert "return" in capsys.readouterr().out
 
 
-@pytest.mark.slow
 def test_the_custom_policy_example_runs_with_the_command_it_gives(tmp_path):
     """`mypolicies.py` in the working directory and `starec bench --policies …:RecentPopularity`, as a user would."""
     code = python_block("## Your own policy")

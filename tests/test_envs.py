@@ -85,6 +85,7 @@ def test_replay_vector_env_equals_single_envs(ml1m):
 SMALL_AGENT = {"prompt": {"summary_tokens": 8, "choice_tokens": 8, "reflection_tokens": 8, "history": 3}}
 
 
+@pytest.mark.slow
 def test_simulate_mode_passes_check_env_and_runs_a_full_episode(ml1m, smollm):
     env = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, mode="simulate", rounds=2, llm=smollm,
                    agent=SMALL_AGENT)
@@ -100,6 +101,7 @@ def test_simulate_mode_passes_check_env_and_runs_a_full_episode(ml1m, smollm):
     assert terminated and len(step["memory"]["history"]) == len(ml1m.sequences[info["user"]])
 
 
+@pytest.mark.slow
 def test_simulate_vector_env_equals_single_envs(ml1m, smollm):
     from starec_env.agents.society import AgentConfig, Population
 

@@ -101,6 +101,7 @@ def test_generate_prompt_shows_the_popular_line_that_training_teaches(cds):
     assert policy.name == "starec-gen-noreflect-evidence-pop5" and policy.usage["parse_ok"] == 4
 
 
+@pytest.mark.slow
 def test_llmrank_ranks_real_cases(ml1m, smollm):
     policy = LLMRankPolicy(smollm, bootstrap=2, progress=False).fit(ml1m.train("full"))
     scores = policy.score(ml1m.test.subset(slice(0, 1)))
@@ -108,6 +109,7 @@ def test_llmrank_ranks_real_cases(ml1m, smollm):
     assert policy.usage["parse_ok"] == 2 and len(policy.traces) == 1  # constrained: every answer parses
 
 
+@pytest.mark.slow
 def test_starec_slow_thinking_rewrites_the_summary(ml1m, smollm):
     policy = STARecPolicy(smollm, reflect_steps=2, summary_tokens=16, reflection_tokens=16, progress=False)
     scores = policy.fit(ml1m.train("full")).score(ml1m.test.subset(slice(0, 1)))
@@ -127,6 +129,7 @@ class Collector(HTMLParser):
         self.tags.append((tag, dict(attrs).get("class")))
 
 
+@pytest.mark.slow
 def test_benchmark_writes_the_trace_report(ml1m, smollm, tmp_path):
     config = BenchConfig(dataset="ml-1m", policies=("starec",), views=("full",), n_users=2,
                          policy_options={"model": smollm, "reflect_steps": 0, "progress": False})
@@ -145,6 +148,7 @@ def test_benchmark_writes_the_trace_report(ml1m, smollm, tmp_path):
         assert dom.count("<section>") == 2 and "★ target" in dom
 
 
+@pytest.mark.slow
 def test_agentcf_reflection_rewrites_user_and_item_memories(smollm):
     from starec_env.policies.agentcf import AgentCFPolicy
     from starec_env.protocol import build_protocol

@@ -67,6 +67,7 @@ def test_checkpoint_round_trip(ml1m, sample_view, tmp_path):
     assert np.allclose(policy.score(ml1m.test), restored.score(ml1m.test))
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_validation_state(ml1m, sample_view):
     policy = make_policy("bpr", seed=0, progress=False, epochs=40, eval_every=2, patience=2).fit(sample_view)
     best = max(entry["valid_ndcg@10"] for entry in policy.history)

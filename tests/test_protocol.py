@@ -49,6 +49,7 @@ def test_target_position_is_shuffled(ml1m):
     assert counts.min() > 20 and counts.max() < 90  # ~50 each for 1,000 uniform draws
 
 
+@pytest.mark.slow
 def test_seeds_fix_the_cases(ml1m):
     again = build_protocol("ml-1m", use_cache=False)
     other = build_protocol("ml-1m", default_config("ml-1m", seed=1))

@@ -15,7 +15,7 @@ from starec_env.agents.slow import read_reflection
 from starec_env.policies.evidence import CoLikedGraph, CoLikedPolicy, Evidence, describe, most_co_liked
 from starec_env.metrics import summarize, target_rank, target_ranks
 from starec_env.rewards import positional_reward
-from starec_env.trainers.cases import reflection_cases, training_cases
+from starec_env.trainers.cases import ReflectionCase, reflection_cases, training_cases
 from starec_env.trainers.curves import write_stage_bars
 from starec_env.trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
                               reflection_check, screen, screen_reflection)
@@ -70,6 +70,7 @@ def reflections(ml1m, smollm):
     return reflection_cases(ml1m, smollm, users=2, seed=3, prompt=SHORT)
 
 
+@pytest.mark.slow
 def test_reflection_cases_are_misses_followed_by_the_next_training_round(ml1m, reflections):
     assert reflections, "SmolLM2's top pick should miss at least one of two users"
     for case in reflections:
@@ -85,12 +86,14 @@ def test_reflection_cases_are_misses_followed_by_the_next_training_round(ml1m, r
     (REFLECTION, None), ("Reflection: because.", SUMMARY_HEAD), ("It is a classic.\n" + SUMMARY_HEAD + " x", "Start"),
     ("Reflection: why.\n" + SUMMARY_HEAD + " {old}", "repeats the old summary"),
     ("Reflection: why.\n" + SUMMARY_HEAD + " This user's preferences were:", "says too little")])
-def test_screen_reflection_checks_format_and_change(reflections, text, error):
-    case = reflections[0]
+def test_screen_reflection_checks_format_and_change(text, error):
+    case = ReflectionCase(1, "This user likes light comedies from the nineties.", "Casablanca (1942; Drama)", [],
+                          None)
     found = screen_reflection(text.format(target=case.target, old=case.summary), case)
     assert (found is None) if error is None else (error in found)
 
 
+@pytest.mark.slow
 def test_memory_reward_ranks_the_next_round_with_the_new_summary(ml1m, smollm, reflections):
     reward = MemoryReward(smollm, ml1m, reflections, SHORT)
     completions = [[{"content": REFLECTION.format(target=reflections[0].target)}], [{"content": ""}],
@@ -182,6 +185,7 @@ def test_distill_appends_and_resumes(ml1m, tmp_path):
     assert counts["traces"]["resumed_from"] == 3 and len((tmp_path / "traces.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_distill_writes_screened_reflection_traces(ml1m, smollm, reflections, tmp_path):
     config = DistillConfig(users=1, reflection_users=2, seed=3, ndcg_threshold=0.0, max_attempts=2)
     teacher = ScriptedTeacher(GOOD, llm=smollm, reflection=REFLECTION)
@@ -236,6 +240,7 @@ def test_an_explicit_precision_overrides_the_hardware_default():
     assert isinstance(hardware()["bf16"], bool)
 
 
+@pytest.mark.slow
 def test_sft_steps_change_weights_and_resume(anchored):
     before, after = anchored["before"], anchored["after_two"]
     assert any(not torch.equal(before[k], after[k]) for k in after if k in before)
@@ -247,6 +252,7 @@ def test_sft_steps_change_weights_and_resume(anchored):
     assert anchored["resumed_from"][0].endswith("checkpoint-2") and state["global_step"] == 3
 
 
+@pytest.mark.slow
 def test_grpo_steps_with_env_rewards_change_weights(ml1m, anchored, tmp_path):
     start = anchored["final"]
     config = GRPORunConfig(steps=1, generations=4, prompts_per_step=1, max_completion_length=32, users=4,
@@ -267,6 +273,7 @@ def test_the_validation_table_is_written_whole_with_a_bar_per_stage(tmp_path):
     assert (tmp_path / "validation.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_a_validation_row_keeps_every_users_rank_for_paired_comparisons(ml1m):
     row = _validate(ml1m, "base", model_path(None), reflect_steps=0, config=PipelineConfig(eval_users=2))
     assert row["users"] == 2 and all(1 <= rank <= 20 for rank in row["ranks"])
