@@ -8,6 +8,7 @@ by user then time (file order breaks ties), and a text catalogue that prompts an
 from __future__ import annotations
 
 import ast
+import csv
 import html
 import json
 import os
@@ -242,16 +243,7 @@ def _amazon_items(asins: pd.Index, meta: dict[str, dict]) -> pd.DataFrame:
 def _read_delimited(source: Source, columns: tuple[str, ...], int_columns: int,
                     encoding: str = "utf-8", sep: str = "::") -> pd.DataFrame:
     """Parse `a::b::c` lines; the first `int_columns` columns must be integers. Errors name the line."""
-    rows, numbers = [], []
-    for number, line in iter_lines(source, encoding):
-        if not line.strip():
-            continue
-        parts = line.split(sep)
-        if len(parts) != len(columns):
-            raise DataError(f"{source}, line {number}: expected {len(columns)} fields "
-                            f"({sep.join(columns)}), got {len(parts)}: {line[:80]!r}")
-        rows.append(parts)
-        numbers.append(number)
+    rows, numbers = _split_lines(source, iter_lines(source, encoding), columns, sep)
     if not rows:
         raise DataError(f"{source} is empty: expected lines of the form {sep.join(columns)}")
     frame = pd.DataFrame(rows, columns=list(columns))
@@ -264,6 +256,22 @@ def _read_delimited(source: Source, columns: tuple[str, ...], int_columns: int,
         frame[name] = values.astype(np.int64)
     frame["line"] = numbers
     return frame
+
+
+def _split_lines(source: Source, lines, columns, sep: str, quoted: bool = False) -> tuple[list[list[str]], list[int]]:
+    """The non-empty lines split on `sep` (`quoted`: CSV quoting rules), each into exactly one field per column;
+    and their line numbers."""
+    rows, numbers = [], []
+    for number, line in lines:
+        if not line.strip():
+            continue
+        parts = next(csv.reader([line], delimiter=sep)) if quoted else line.split(sep)
+        if len(parts) != len(columns):
+            raise DataError(f"{source}, line {number}: expected {len(columns)} fields "
+                            f"({sep.join(columns)}), got {len(parts)}: {line[:80]!r}")
+        rows.append(parts)
+        numbers.append(number)
+    return rows, numbers
 
 
 def _check_range(frame: pd.DataFrame, column: str, low: int, high: int, source: Source) -> None:
@@ -323,23 +331,14 @@ def _read_table(source: Source, required: tuple[str, ...]) -> pd.DataFrame:
     lines = iter_lines(source)
     header = next(lines, (0, ""))[1]
     sep = "\t" if "\t" in header else ","
-    columns = [name.strip() for name in header.split(sep)]
+    columns = [name.strip() for name in next(csv.reader([header], delimiter=sep), [])]
     missing = [name for name in required if name not in columns]
     if missing:
         raise DataError(f"{source}, line 1: expected a header naming {', '.join(required)}; got {header[:80]!r}")
-    rows, numbers = [], []
-    for number, line in lines:
-        if not line.strip():
-            continue
-        parts = line.split(sep)
-        if len(parts) != len(columns):
-            raise DataError(f"{source}, line {number}: expected {len(columns)} fields ({sep.join(columns)}), "
-                            f"got {len(parts)}: {line[:80]!r}")
-        rows.append([part.strip() for part in parts])
-        numbers.append(number)
+    rows, numbers = _split_lines(source, lines, columns, sep, quoted=True)
     if not rows:
         raise DataError(f"{source} has a header and no rows")
-    frame = pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=columns).apply(lambda column: column.str.strip())
     frame["line"] = numbers
     return frame
 

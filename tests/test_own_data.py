@@ -1,5 +1,6 @@
 """Your own data by path, through the same registry, protocol, CLI and env as the built-in datasets."""
 
+import csv
 import gzip
 
 import gymnasium as gym
@@ -24,7 +25,8 @@ def exported(data_dir, tmp_path_factory):
     with gzip.open(data_dir / "ml-1m" / "movies.dat.gz", "rt", encoding="latin-1") as handle:
         movies = [line.strip().split("::")[:2] for line in handle]
     (folder / "ratings.csv").write_text("user,item,rating,timestamp\n" + "".join(f"{','.join(r)}\n" for r in ratings))
-    (folder / "items.tsv").write_text("item\ttitle\n" + "".join(f"{m}\t{t}\n" for m, t in movies))
+    with (folder / "items.csv").open("w", newline="") as handle:  # CSV quoting: many titles hold commas
+        csv.writer(handle).writerows([("item", "title"), *movies])
     atomic = folder / "ml300"
     atomic.mkdir()
     (atomic / "ml300.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -41,7 +43,7 @@ def test_a_table_and_an_atomic_folder_of_the_same_data_give_the_same_protocol(ex
     assert table.stats == atomic.stats and 0 < table.n_users <= USERS
     assert np.array_equal(table.test.candidates, atomic.test.candidates)
     assert table.item_text(table.test.targets[0]) == atomic.item_text(atomic.test.targets[0])
-    assert "Toy Story" in " ".join(table.titles(range(table.n_items)))
+    assert "American President, The (1995)" in table.titles(range(table.n_items))
 
 
 def test_the_cli_and_the_env_take_a_path(exported, capsys, tmp_path):
