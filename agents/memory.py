@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from starec_env.files import write_json
+
 MEMORY_FORMAT = 1
 
 
@@ -47,11 +49,8 @@ class Memory:
 
 def save_memories(memories: Iterable[Memory], path: str | Path, **metadata) -> Path:
     """Write memories (and e.g. the dataset they belong to) as one JSON document."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     document = {"format": MEMORY_FORMAT, **metadata, "memories": [m.to_dict() for m in memories]}
-    path.write_text(json.dumps(document, indent=1))
-    return path
+    return write_json(path, document, indent=1)
 
 
 def load_memories(path: str | Path) -> tuple[list[Memory], dict]:

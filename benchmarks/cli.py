@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args) or 0
-    except (DataError, LLMError) as error:
+    except (DataError, LLMError, ValueError) as error:  # bad input: the message says what and where
         print(f"starec: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
 

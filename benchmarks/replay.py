@@ -6,7 +6,6 @@ seeds and writes a results folder (see `benchmarks.report`). Built-in and user p
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from tqdm.auto import tqdm
 
 from starec_env.policies.registry import check_options, make_policy, policy_name
 from starec_env.datasets import dataset_spec
+from starec_env.files import read_json, write_json
 from starec_env.metrics import check_scores, summarize, target_ranks
 from starec_env.protocol import Cases, Protocol, build_protocol, default_config
 
@@ -40,6 +40,8 @@ class BenchConfig:
         "flag": "--option", "help": "option for every policy whose constructor takes it, e.g. --option epochs=20"})
     model: str | None = field(default=None, metadata={
         "help": "LLM spec for the LLM policies (default: the embedded SmolLM2)"})
+    cache: bool = field(default=True, metadata={
+        "help": "reuse the cached protocol; --no-cache rebuilds it from the data files"})
 
     def options(self) -> dict:
         """The keyword options every policy of the run is offered."""
@@ -83,7 +85,7 @@ def score_resumably(policy, cases: Cases, partial: Path, chunk: int | None = Non
     seconds spent); returns (scores, seconds of earlier runs). Chunks are whole batches, so a resumed run draws the
     same per-batch random numbers as an uninterrupted one."""
     chunk = chunk or 4 * getattr(policy, "batch_users", 16)
-    saved = json.loads(partial.read_text()) if partial.is_file() else {"users": [], "scores": [], "seconds": 0.0}
+    saved = read_json(partial, "partial row") if partial.is_file() else {"users": [], "scores": [], "seconds": 0.0}
     done = len(saved["users"])
     if saved["users"] != cases.users[:done].tolist() or saved.get("policy", policy.name) != policy.name:
         raise ValueError(f"{partial} holds scores from another run (policy {saved.get('policy')!r}, other users or "
@@ -96,18 +98,11 @@ def score_resumably(policy, cases: Cases, partial: Path, chunk: int | None = Non
         for start in range(done, len(cases), chunk):
             blocks.append(np.asarray(policy.score(cases.subset(slice(start, start + chunk))), dtype=float))
             scored = np.concatenate(blocks)
-            _write_atomically(partial, {"policy": policy.name, "users": cases.users[:len(scored)].tolist(),
+            write_json(partial, {"policy": policy.name, "users": cases.users[:len(scored)].tolist(),
                                         "scores": scored.tolist(), "state": policy.state(),
                                         "seconds": saved["seconds"] + time.perf_counter() - started})
             bar.update(len(blocks[-1]))
     return np.concatenate(blocks), saved["seconds"]
-
-
-def _write_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(".tmp")
-    scratch.write_text(json.dumps(payload))
-    scratch.replace(path)  # a kill mid-write leaves the previous chunk's file intact
 
 
 def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[dict], list[dict], Path]:
@@ -117,14 +112,17 @@ def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[di
     already holds; an LLM row also saves its scores every few batches (`partial/`), so a killed run loses at most
     those batches.
     """
-    from starec_env.benchmarks.report import load_rows, new_results_dir, write_results
+    from starec_env.benchmarks.report import check_same_protocol, new_results_dir, resume_state, write_results
 
+    rows, earlier = resume_state(out, config) if out is not None else ([], [])
     check_options(config.policies, config.options())
     out = out or new_results_dir(config.out, dataset_spec(config.dataset).name)
-    rows, records = load_rows(out), []
+    records = [record for record in earlier if record["config"]["seed"] not in config.seeds]
     done = {(row["spec"], row["view_asked"], row["seed"]) for row in rows}
     for seed in config.seeds:
-        protocol = build_protocol(config.dataset, default_config(config.dataset, seed=seed), config.data_path)
+        protocol = build_protocol(config.dataset, default_config(config.dataset, seed=seed), config.data_path,
+                                  use_cache=config.cache)
+        check_same_protocol(earlier, protocol.record(), out)
         records.append(protocol.record())
         jobs = [(spec, view) for spec in config.policies for view in config.views if (spec, view, seed) not in done]
         for spec, view in tqdm(jobs, desc=f"{config.dataset} seed {seed}"):

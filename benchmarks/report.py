@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 import subprocess
@@ -18,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from starec_env.benchmarks.references import PAPER, REFERENCE  # noqa: E402
+from starec_env.files import atomic_path, read_json, write_json, write_text  # noqa: E402
 
 DISPLAY = {"random": "Random", "pop": "Pop", "bpr": "BPR", "gru4rec": "GRU4Rec", "sasrec": "SASRec"}
 KS = (1, 5, 10, 20)
@@ -25,9 +27,16 @@ PACKAGES = ("torch", "numpy", "pandas", "gymnasium", "transformers", "starec-env
 
 
 def new_results_dir(root: str, dataset: str) -> Path:
-    folder = Path(root) / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    """A fresh folder `<dataset>-<time>`, suffixed `-2`, `-3`, … when a run started in the same second has it."""
+    stamp = f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    Path(root).mkdir(parents=True, exist_ok=True)
+    for number in itertools.count(1):
+        folder = Path(root) / (stamp if number == 1 else f"{stamp}-{number}")
+        try:
+            folder.mkdir()  # atomic: of two runs asking for one name, one gets it and the other the next
+            return folder
+        except FileExistsError:
+            continue
 
 
 def row_label(policy: str, view: str) -> str:
@@ -35,19 +44,42 @@ def row_label(policy: str, view: str) -> str:
     return name if view == "-" else f"{name}_{view}"
 
 
-def load_rows(out: Path) -> list[dict]:
-    """Rows a previous (possibly killed) run of this folder already wrote."""
-    path = out / "results.json"
-    return json.loads(path.read_text())["rows"] if path.is_file() else []
+RESUME_KEYS = ("dataset", "n_users", "policy_options", "model")  # what rows of one table must share
+
+
+def resume_state(out: Path, config) -> tuple[list[dict], list[dict]]:
+    """(rows, protocol records) of a results folder that this run continues. A folder that is not a results folder,
+    or whose rows were made under other settings (dataset, users, options, model), is an error naming the
+    difference, before anything runs."""
+    if not (out / "results.json").is_file():
+        raise ValueError(f"{out}: no results.json to resume; name a results folder, or start without --resume")
+    saved = read_json(out / "results.json", "results file")
+    earlier = read_json(out / "run.json", "run record")["config"] if (out / "run.json").is_file() else {}
+    now = json.loads(json.dumps(asdict(config), default=str))
+    differ = [f"{key}: {earlier.get(key)!r} there, {now[key]!r} now" for key in RESUME_KEYS if earlier.get(key) != now[key]]
+    if differ:
+        raise ValueError(f"{out} holds rows made under other settings ({'; '.join(differ)}); resume with the same "
+                         "settings, or start a new results folder")
+    return saved["rows"], saved.get("protocols", [])
+
+
+def check_same_protocol(earlier: list[dict], record: dict, out: Path) -> None:
+    """A resumed seed must rebuild the protocol it had: same config and the same data files."""
+    for old in earlier:
+        if old["config"]["seed"] == record["config"]["seed"] and (
+                old["config"], old["sources_sha256"]) != (record["config"], record["sources_sha256"]):
+            raise ValueError(f"{out}: seed {record['config']['seed']} was run on another protocol or other data "
+                             "files than this run's; start a new results folder")
 
 
 def write_results(rows: list[dict], records: list[dict], config, out: Path, quiet: bool = False) -> None:
     frame = pd.DataFrame([{k: v for k, v in row.items() if k not in ("curve", "spec", "view_asked")} for row in rows])
-    frame.to_csv(out / "results.csv", index=False)
-    (out / "results.json").write_text(json.dumps({"rows": rows, "protocols": records}, indent=1, default=float))
+    write_json(out / "run.json", run_record(config, records, frame), indent=1, default=str)  # before the rows: a
+    with atomic_path(out / "results.csv") as scratch:  # folder with results.json always has the record to resume by
+        frame.to_csv(scratch, index=False)
+    write_json(out / "results.json", {"rows": rows, "protocols": records}, indent=1, default=float)
     table = summary_table(frame, config.dataset)
-    (out / "table.md").write_text(table + "\n")
-    (out / "run.json").write_text(json.dumps(run_record(config, records, frame), indent=1, default=str))
+    write_text(out / "table.md", table + "\n")
     plot_ndcg(frame, config.dataset, out / "ndcg.png")
     curves = [row for row in rows if row.get("curve")]
     if curves:
@@ -97,7 +129,8 @@ def plot_ndcg(frame: pd.DataFrame, dataset: str, path: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, ncol=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with atomic_path(path) as scratch:
+        figure.savefig(scratch, dpi=120)
     plt.close(figure)
 
 
@@ -112,7 +145,8 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=2)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with atomic_path(path) as scratch:
+        figure.savefig(scratch, dpi=120)
     plt.close(figure)
 
 

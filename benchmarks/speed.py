@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from starec_env.benchmarks.replay import evaluate
+from starec_env.files import write_json
 from starec_env.policies.registry import make_policy
 from starec_env.protocol import Cases, build_protocol
 
@@ -278,7 +279,7 @@ def write_report(report: dict, out: str, name: str) -> Path:
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"speed-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=1))
+    write_json(path, report, indent=1)
     print(json.dumps(report, indent=1))
     print(f"\nreport: {path}")
     return path

@@ -9,6 +9,8 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from starec_env.files import write_text
+
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1000px;color:#222}
 section{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:1em 0}
 h1{font-size:1.4em}h2{font-size:1.05em;margin:.2em 0}pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em}
@@ -26,7 +28,7 @@ def write_trace_report(path: Path, title: str, traces: list[dict], targets: dict
             f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>"
             f"<table class='usage'>{counts}</table>{''.join(sections)}</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    write_text(path, page)
     return path
 
 

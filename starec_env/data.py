@@ -95,6 +95,8 @@ def load_ml1m(files: dict[str, Source]) -> Dataset:
     _check_range(ratings, "rating", 1, 5, files["ratings.dat"])
     movies = _read_delimited(files["movies.dat"], ("item", "title", "genres"), int_columns=1, encoding="latin-1")
     users = _read_delimited(files["users.dat"], ("user", "gender", "age", "occupation", "zip"), int_columns=1)
+    _check_unique(movies, "item", files["movies.dat"])
+    _check_unique(users, "user", files["users.dat"])
 
     items = _ml1m_items(movies)
     user_table = _ml1m_users(users, files["users.dat"])
@@ -114,7 +116,7 @@ def load_ml1m(files: dict[str, Source]) -> Dataset:
 
 def _ml1m_items(movies: pd.DataFrame) -> pd.DataFrame:
     parsed = movies["title"].str.extract(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
-    title = parsed["title"].fillna(movies["title"]).map(_front_article)
+    title = parsed["title"].fillna(movies["title"]).map(lambda raw: _front_article(clean_title(raw)[0]))
     genres = movies["genres"].str.replace("|", ", ", regex=False)
     year = pd.to_numeric(parsed["year"], errors="coerce").astype("Int64")
     attributes = year.astype(str).where(year.notna(), "") + "; " + genres
@@ -172,10 +174,12 @@ def _read_reviews(source: Source) -> pd.DataFrame:
             continue
         record = _parse_record(line, source, number)
         try:
-            rows.append((str(record["reviewerID"]), str(record["asin"]), float(record["overall"]),
-                         int(record["unixReviewTime"])))
+            rating, stamp = record["overall"], record["unixReviewTime"]
+            if isinstance(rating, bool) or not 1 <= float(rating) <= 5 or isinstance(stamp, bool):
+                raise ValueError(f"overall must be a rating from 1 to 5, got {rating!r}")
+            rows.append((str(record["reviewerID"]), str(record["asin"]), float(rating), int(stamp)))
         except (KeyError, TypeError, ValueError) as error:
-            raise DataError(f"{source}, line {number}: expected fields reviewerID, asin, overall (number) and "
+            raise DataError(f"{source}, line {number}: expected fields reviewerID, asin, overall (a rating 1-5) and "
                             f"unixReviewTime (integer); {type(error).__name__}: {error}") from error
     if not rows:
         raise DataError(f"{source} is empty: expected one JSON review per line")
@@ -218,11 +222,15 @@ def clean_title(raw: object) -> tuple[str, str]:
     """(clean title, flag): flag is '' for a usable title, 'html_debris' or 'missing' otherwise.
 
     Source metadata holds scraped markup such as `<span class="a-size-medium ...` and entities such as `Caf&eacute;`:
-    tags are stripped, entities unescaped, and a title with nothing left is flagged rather than shown.
+    entities are unescaped and tags stripped until neither is left (so `&lt;b&gt;` cannot turn into a tag), and a
+    title with nothing left is flagged rather than shown.
     """
     if not isinstance(raw, str) or not raw.strip():
         return "", "missing"
-    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]*>?", " ", raw))).strip()
+    text, before = raw, None
+    while text != before:
+        before, text = text, re.sub(r"<[^>]*>?", " ", html.unescape(text))
+    text = re.sub(r"\s+", " ", text).strip()
     return (text, "") if text else ("", "html_debris")
 
 
@@ -249,8 +257,9 @@ def _read_delimited(source: Source, columns: tuple[str, ...], int_columns: int,
     frame = pd.DataFrame(rows, columns=list(columns))
     for name in columns[:int_columns]:
         values = pd.to_numeric(frame[name], errors="coerce")
-        if values.isna().any():
-            bad = int(np.flatnonzero(values.isna().to_numpy())[0])
+        wrong = values.isna() | (values != values.round())  # "3.9" is no integer rating, not a 3
+        if wrong.any():
+            bad = int(np.flatnonzero(wrong.to_numpy())[0])
             raise DataError(f"{source}, line {numbers[bad]}: field {name!r} must be an integer, "
                             f"got {frame[name].iloc[bad]!r}")
         frame[name] = values.astype(np.int64)
@@ -272,6 +281,14 @@ def _split_lines(source: Source, lines, columns, sep: str, quoted: bool = False)
         rows.append(parts)
         numbers.append(number)
     return rows, numbers
+
+
+def _check_unique(frame: pd.DataFrame, column: str, source: Source) -> None:
+    repeated = frame[column].duplicated()
+    if repeated.any():
+        row = frame[repeated].iloc[0]
+        raise DataError(f"{source}, line {row.line}: {column} id {row[column]} appears a second time; ids must be "
+                        "unique")
 
 
 def _check_range(frame: pd.DataFrame, column: str, low: int, high: int, source: Source) -> None:

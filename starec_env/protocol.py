@@ -12,19 +12,23 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from starec_env.cache import cache_dir, config_key
 from starec_env.data import AtomicDataset, Dataset, checksums
 from starec_env.datasets import dataset_spec
+from starec_env.files import atomic_path, read_json, write_json, write_text
 from starec_env.sources import DataError
 
-PROTOCOL_VERSION = 1  # bump when the construction changes, so cached protocols are rebuilt
+PROTOCOL_VERSION = 2  # bump when the construction or the catalogue text changes, so cached protocols are rebuilt
 
 
 @dataclass(frozen=True)
@@ -182,8 +186,7 @@ class Protocol(Catalogue):
         for split, cases in (("test", self.test), ("valid", self.valid)):
             for user, target, row in zip(cases.users, cases.targets, cases.candidates):
                 lines.append(f"{split}\t{user_raw[user]}\t{item_raw[target]}\t{' '.join(item_raw[row])}")
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return write_text(path, "\n".join(lines) + "\n")
 
     def with_candidates(self, path: str | os.PathLike) -> Protocol:
         """This protocol with its test/valid cases read from a candidate file (e.g. one someone else published)."""
@@ -250,7 +253,10 @@ def build_protocol(dataset: str, config: ProtocolConfig | None = None, path: str
     sources = checksums(files)
     folder = cache_dir("protocol", f"{spec.name}-{config_key(PROTOCOL_VERSION, asdict(config), sources)}")
     if use_cache and (folder / "protocol.json").is_file():
-        return replace(_load(folder), deviation=spec.deviation)
+        try:
+            return replace(_load(folder), deviation=spec.deviation)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, pa.ArrowException) as error:
+            warnings.warn(f"{folder}: unreadable protocol cache ({type(error).__name__}: {error}); rebuilding it")
     protocol = replace(protocol_from_dataset(spec.parse(files), config), deviation=spec.deviation)
     if use_cache:
         _save(protocol, folder)
@@ -387,19 +393,21 @@ def _negatives(excluded: np.ndarray, n_items: int, count: int, rng: np.random.Ge
 # ---------------------------------------------------------------------------------------------------- cache I/O
 def _save(protocol: Protocol, folder: Path) -> None:
     lengths = np.array([len(s) for s in protocol.sequences])
-    np.savez(folder / "arrays.npz", sequence_items=np.concatenate(protocol.sequences), sequence_lengths=lengths,
-             **{f"{split}_{name}": getattr(getattr(protocol, split), name)
-                for split in ("test", "valid") for name in ("users", "candidates", "target_index")})
-    protocol.items.to_parquet(folder / "items.parquet")
-    protocol.users.to_parquet(folder / "users.parquet")
+    with atomic_path(folder / "arrays.npz") as scratch:
+        np.savez(scratch, sequence_items=np.concatenate(protocol.sequences), sequence_lengths=lengths,
+                 **{f"{split}_{name}": getattr(getattr(protocol, split), name)
+                    for split in ("test", "valid") for name in ("users", "candidates", "target_index")})
+    for name, frame in (("items", protocol.items), ("users", protocol.users)):
+        with atomic_path(folder / f"{name}.parquet") as scratch:
+            frame.to_parquet(scratch)
     protocol.save_candidates(folder / "candidates.tsv")
     meta = {"dataset": protocol.dataset, "config": asdict(protocol.config), "stats": protocol.stats,
             "sources": protocol.sources, "notes": protocol.notes}
-    (folder / "protocol.json").write_text(json.dumps(meta, indent=1))  # written last: marks the entry complete
+    write_json(folder / "protocol.json", meta, indent=1)  # written last: marks the entry complete
 
 
 def _load(folder: Path) -> Protocol:
-    meta = json.loads((folder / "protocol.json").read_text())
+    meta = read_json(folder / "protocol.json", "protocol cache entry")
     arrays = np.load(folder / "arrays.npz", allow_pickle=False)
     sequences = np.split(arrays["sequence_items"], np.cumsum(arrays["sequence_lengths"])[:-1])
     cases = {split: _make_cases(sequences, arrays[f"{split}_users"], arrays[f"{split}_candidates"],

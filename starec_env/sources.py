@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import urllib.error
 import urllib.request
 import zipfile
@@ -123,7 +124,10 @@ def _find_in(root, subdir, groups, downloads, archive_prefix) -> dict[str, Sourc
             return found
         for download in downloads:
             archive = folder / download.filename
-            if archive.is_file() and zipfile.is_zipfile(archive):
+            if archive.is_file() and archive.suffix == ".zip":
+                if not zipfile.is_zipfile(archive):
+                    raise DataError(f"{archive}: truncated or corrupt zip (a download cut short?); delete it and "
+                                    "download it again")
                 return _find_in_zip(archive, groups, archive_prefix)
     return None
 
@@ -161,14 +165,49 @@ def pinned_sha256(file: Path) -> str | None:
     """The expected hash of `file` from a `SHA256SUMS` in its folder or the two above it, or a `<file>.sha256`."""
     beside = file.with_name(file.name + ".sha256")
     if beside.is_file():
-        return beside.read_text().split()[0]
+        return _checksum_lines(beside, file.parent).get(file) or _checksum_lines(beside, file.parent, bare=True)
     for folder in (file.parent, file.parent.parent, file.parent.parent.parent):
         listing = folder / "SHA256SUMS"
         if listing.is_file():
-            for line in listing.read_text().splitlines():
-                parts = line.split(maxsplit=1)
-                if len(parts) == 2 and (folder / parts[1].lstrip("*")).resolve() == file:
-                    return parts[0]
+            found = _checksum_lines(listing, folder).get(file)
+            if found:
+                return found
+    return None
+
+
+def _checksum_lines(listing: Path, folder: Path, bare: bool = False):
+    """{file: lower-case hex} from `sha256sum` output (`HEX  name` or `HEX *name`, either case); with `bare`, the one
+    hash of a `.sha256` file. A line of another form is a DataError naming it, not something to skip."""
+    found = {}
+    for number, line in enumerate(listing.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]) or (len(parts) < 2 and not bare):
+            raise DataError(f"{listing}, line {number}: expected '<64 hex digits>  <file name>' as sha256sum writes "
+                            f"it, got {line[:80]!r}")
+        if bare:
+            return parts[0].lower()
+        found[(folder / parts[1].lstrip("*")).resolve()] = parts[0].lower()
+    return found
+
+
+def _incomplete(file: Path, expected_bytes: int | None, name: str) -> str | None:
+    """Why a finished download (`file`, to be called `name`) cannot be the whole file (fewer bytes than announced, a
+    broken gzip or zip), or None: checked before a first download's hash is pinned, so a truncated file is never
+    pinned as the original."""
+    size = file.stat().st_size
+    if expected_bytes is not None and size != expected_bytes:
+        return f"got {size} of {expected_bytes} bytes"
+    if name.endswith(".gz"):
+        try:
+            with gzip.open(file, "rb") as handle:
+                while handle.read(1 << 20):
+                    pass
+        except (EOFError, OSError) as error:
+            return f"not a complete gzip file ({error})"
+    if name.endswith(".zip") and not zipfile.is_zipfile(file):
+        return "not a complete zip archive"
     return None
 
 
@@ -187,6 +226,10 @@ def fetch(download: Download, dest: Path) -> Path:
     except (urllib.error.URLError, OSError) as error:
         partial.unlink(missing_ok=True)
         raise DataError(f"cannot download {download.url}: {error}") from error
+    problem = _incomplete(partial, total, dest.name)
+    if problem:
+        partial.unlink()
+        raise DataError(f"{download.url}: {problem}; nothing was kept, try again")
     actual = file_sha256(partial)
     if download.sha256 is not None and actual != download.sha256:
         partial.unlink()

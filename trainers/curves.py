@@ -11,12 +11,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from starec_env.files import atomic_path  # noqa: E402
+
 
 def write_curves(log_history: list[dict], out: Path, name: str, keys: tuple[str, ...]) -> pd.DataFrame:
     """`keys` present in the log (e.g. loss, reward, kl) against the step; returns the frame written to CSV."""
     frame = pd.DataFrame([row for row in log_history if "step" in row])
     out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / f"{name}.csv", index=False)
+    with atomic_path(out / f"{name}.csv") as scratch:
+        frame.to_csv(scratch, index=False)
     present = [key for key in keys if key in frame and frame[key].notna().any()]
     if present:
         figure, axes = plt.subplots(1, len(present), figsize=(4 * len(present), 3), squeeze=False)
@@ -26,7 +29,8 @@ def write_curves(log_history: list[dict], out: Path, name: str, keys: tuple[str,
             axis.set_title(f"{name}: {key}")
             axis.set_xlabel("optimizer step")
         figure.tight_layout()
-        figure.savefig(out / f"{name}.png", dpi=120)
+        with atomic_path(out / f"{name}.png") as scratch:
+            figure.savefig(scratch, dpi=120)
         plt.close(figure)
     return frame
 
@@ -35,7 +39,8 @@ def write_stage_bars(rows: list[dict], out: Path, name: str, metric: str, chance
     """One bar per stage (base, SFT, …) against the level of a random ranking: stages are not steps, so no line joins
     them. The CSV holds every column of `rows`."""
     frame = pd.DataFrame(rows)
-    frame.to_csv(out / f"{name}.csv", index=False)
+    with atomic_path(out / f"{name}.csv") as scratch:
+        frame.to_csv(scratch, index=False)
     figure, axis = plt.subplots(figsize=(6, 0.4 * len(frame) + 1.2))
     axis.barh(frame["stage"], 100 * frame[metric])
     axis.axvline(100 * chance, color="grey", linestyle="--", label="random ranking")
@@ -46,6 +51,7 @@ def write_stage_bars(rows: list[dict], out: Path, name: str, metric: str, chance
     axis.set_xlabel(f"{name} {metric} × 100")
     axis.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     figure.tight_layout()
-    figure.savefig(out / f"{name}.png", dpi=120)
+    with atomic_path(out / f"{name}.png") as scratch:
+        figure.savefig(scratch, dpi=120)
     plt.close(figure)
     return frame

@@ -248,13 +248,11 @@ def make_teacher(protocol: Protocol, config: DistillConfig):
 
 def _append(path: Path, cases: list, screened, provenance: dict, batch: int) -> dict:
     """Screen the cases not yet in `path` in batches and append one JSON line each."""
-    done = sum(1 for _ in path.open()) if path.is_file() else 0
+    done = _complete_lines(path)
     counts = {"cases": len(cases), "kept": 0, "rejected": 0, "attempts": 0, "resumed_from": done}
     with path.open("a") as sink:
-        for start in tqdm(range(0, len(cases), batch), desc=f"distill {path.stem}", initial=done // batch):
+        for start in tqdm(range(done, len(cases), batch), desc=f"distill {path.stem}"):
             chunk = cases[start:start + batch]
-            if start + len(chunk) <= done:
-                continue
             for case, (text, error, quality, attempts) in zip(chunk, screened(chunk)):
                 counts["attempts"] += attempts
                 counts["kept" if error is None else "rejected"] += 1
@@ -263,6 +261,18 @@ def _append(path: Path, cases: list, screened, provenance: dict, batch: int) -> 
                                        **_case_fields(case), **provenance}) + "\n")
             sink.flush()
     return counts
+
+
+def _complete_lines(path: Path) -> int:
+    """How many whole lines `path` holds; a last line cut short by a kill is removed, so a rerun writes it again."""
+    if not path.is_file():
+        return 0
+    data = path.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    if len(whole) < len(data):
+        with path.open("r+b") as handle:
+            handle.truncate(len(whole))
+    return whole.count(b"\n")
 
 
 def _case_fields(case: TrainingCase | ReflectionCase) -> dict:

@@ -11,7 +11,6 @@ row uses the same validation users and candidates.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from starec_env.agents.prompts import PromptConfig
+from starec_env.files import read_json, write_json
 from starec_env.policies.starec import STARecPolicy
 from starec_env.metrics import ndcg, summarize, target_ranks
 from starec_env.protocol import build_protocol, default_config
@@ -50,7 +50,7 @@ class PipelineConfig:
 def run_pipeline(config: PipelineConfig) -> list[dict]:
     out = Path(config.out or f"runs/train-{config.dataset}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config), indent=1))
+    write_json(out / "config.json", asdict(config), indent=1)
     protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.distill.seed))
     timings = _load(out / "timings.json")
     rows = _load(out / "validation.json").get("rows", [])
@@ -111,8 +111,8 @@ def _timed(work) -> dict:
 
 
 def _load(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path, "run record") if path.is_file() else {}
 
 
 def _save(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, default=str))
+    write_json(path, data, indent=1, default=str)

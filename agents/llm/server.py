@@ -1,7 +1,9 @@
 """`starec serve`: an OpenAI-compatible HTTP server in front of any backend, on 127.0.0.1 by default.
 
 Requests that arrive together are answered with one batched `generate` call (grouped by identical sampling
-settings), so several processes sharing one local model get the batching speed-up too.
+settings), so several processes sharing one local model get the batching speed-up too. Every request passes one
+validator (`parse_request`) before it reaches the batcher, with bounds on its size and sampling settings, and a
+client that stalls mid-request is cut off after `READ_TIMEOUT` seconds: no request can stop the server.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from starec_env.agents.llm.interface import LLM, Sampling
+
+MAX_BODY = 8 << 20  # bytes of one request
+MAX_N = 64  # completions per request
+MAX_TOKENS = 8192  # tokens per completion
+READ_TIMEOUT = 15.0  # seconds a client may take to send its request
+ROLES = ("system", "user", "assistant")
 
 
 class MicroBatcher:
@@ -47,15 +55,19 @@ class MicroBatcher:
                     results = self.llm.generate([chat for chat, _, _ in items], sampling)
                     for (_, _, future), completions in zip(items, results):
                         future.set_result(completions)
-                except Exception as error:  # noqa: BLE001 - every waiting request must hear about it
-                    for _, _, future in items:
-                        future.set_exception(error)
+                except Exception as error:  # noqa: BLE001 - every waiting request must hear about it, and the
+                    for _, _, future in items:  # loop lives on for the next batch
+                        if not future.done():
+                            future.set_exception(error)
 
 
-def make_server(llm: LLM, host: str = "127.0.0.1", port: int = 8000, model_name: str = "starec") -> ThreadingHTTPServer:
+def make_server(llm: LLM, host: str = "127.0.0.1", port: int = 8000, model_name: str = "starec",
+                read_timeout: float = READ_TIMEOUT) -> ThreadingHTTPServer:
     batcher = MicroBatcher(llm)
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = read_timeout  # per socket operation: a stalled client is dropped, its thread freed
+
         def log_message(self, *args):  # quiet: request lines would be noise in benchmarks
             pass
 
@@ -68,17 +80,30 @@ def make_server(llm: LLM, host: str = "127.0.0.1", port: int = 8000, model_name:
             if self.path.rstrip("/") != "/v1/chat/completions":
                 return self._send(404, {"error": {"message": f"no route {self.path}"}})
             try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                messages, sampling = body["messages"], _sampling(body)
-                if not isinstance(messages, list) or not all("role" in m and "content" in m for m in messages):
-                    raise ValueError("messages must be a list of {role, content} objects")
-            except (KeyError, ValueError, TypeError) as error:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError:
+                return self._send(411, {"error": {"message": "a request needs a numeric Content-Length"}})
+            if not 0 < length <= MAX_BODY:
+                return self._send(413, {"error": {"message": f"a request body holds 1 to {MAX_BODY} bytes"}})
+            try:
+                raw = self.rfile.read(length)
+            except TimeoutError:
+                return self._send(408, {"error": {"message": f"request not received within {read_timeout:g} s"}})
+            try:
+                messages, sampling = parse_request(raw)
+            except ValueError as error:
                 return self._send(400, {"error": {"message": f"bad request: {error}"}})
             try:
                 completions = batcher.submit(messages, sampling).result()
             except Exception as error:  # noqa: BLE001 - reported to the client, not swallowed
                 return self._send(500, {"error": {"message": f"{type(error).__name__}: {error}"}})
             self._send(200, _response(completions, model_name, sampling))
+
+        def handle_one_request(self):
+            try:
+                super().handle_one_request()
+            except (TimeoutError, ConnectionError):  # a stalled or vanished client: drop it, keep serving
+                self.close_connection = True
 
         def _send(self, status: int, payload: dict) -> None:
             data = json.dumps(payload).encode()
@@ -91,12 +116,42 @@ def make_server(llm: LLM, host: str = "127.0.0.1", port: int = 8000, model_name:
     return ThreadingHTTPServer((host, port), Handler)
 
 
-def _sampling(body: dict) -> Sampling:
-    stop = body.get("stop") or ()
-    return Sampling(max_tokens=int(body.get("max_tokens") or 128), temperature=float(body.get("temperature", 0.0)),
-                    top_p=float(body.get("top_p", 1.0)), n=int(body.get("n", 1)),
-                    stop=(stop,) if isinstance(stop, str) else tuple(stop), seed=body.get("seed"),
-                    logprobs=bool(body.get("logprobs", False)))
+def parse_request(raw: bytes) -> tuple[list[dict], Sampling]:
+    """(messages, sampling) of a chat-completion request, or a ValueError that says what is wrong with it."""
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"the body is not JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages):
+        raise ValueError(f"messages must be a non-empty list of {{role, content}} objects, role one of {ROLES} and "
+                         "content a string")
+    stop = body.get("stop") or []
+    stop = [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or len(stop) > 8 or not all(isinstance(s, str) and s for s in stop):
+        raise ValueError("stop must be a string or a list of at most 8 non-empty strings")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError("seed must be an integer or null")
+    sampling = Sampling(max_tokens=_number(body, "max_tokens", int, 128, 1, MAX_TOKENS),
+                        temperature=_number(body, "temperature", float, 0.0, 0.0, 2.0),
+                        top_p=_number(body, "top_p", float, 1.0, 0.0, 1.0), n=_number(body, "n", int, 1, 1, MAX_N),
+                        stop=tuple(stop), seed=seed, logprobs=body.get("logprobs") is True)
+    return [{"role": m["role"], "content": m["content"]} for m in messages], sampling
+
+
+def _number(body: dict, key: str, kind: type, default, low, high):
+    value = body.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)) \
+            or not low <= value <= high:
+        raise ValueError(f"{key} must be {'an integer' if kind is int else 'a number'} in [{low}, {high}], "
+                         f"got {value!r}")
+    return kind(value)
 
 
 def _response(completions, model_name: str, sampling: Sampling) -> dict:

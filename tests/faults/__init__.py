@@ -1,0 +1,1 @@
+"""Fault injection: bad data, bad requests, hostile servers and interrupted runs."""
