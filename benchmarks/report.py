@@ -56,7 +56,8 @@ def resume_state(out: Path, config) -> tuple[list[dict], list[dict]]:
     saved = read_json(out / "results.json", "results file")
     earlier = read_json(out / "run.json", "run record")["config"] if (out / "run.json").is_file() else {}
     now = json.loads(json.dumps(asdict(config), default=str))
-    differ = [f"{key}: {earlier.get(key)!r} there, {now[key]!r} now" for key in RESUME_KEYS if earlier.get(key) != now[key]]
+    differ = [f"{key}: {earlier.get(key)!r} there, {now[key]!r} now" for key in RESUME_KEYS
+              if earlier.get(key) != now[key]]
     if differ:
         raise ValueError(f"{out} holds rows made under other settings ({'; '.join(differ)}); resume with the same "
                          "settings, or start a new results folder")

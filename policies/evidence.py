@@ -1,11 +1,11 @@
 """Structured evidence for a small ranker: how often each candidate is liked next to the user's recent items.
 
-The interaction graph links two items each time some user liked them one right after the other (either order);
-a candidate's evidence is the summed weight of its edges to the user's last `window` items. Sorting by it alone
+The interaction graph links two items each time some user liked them one right after the other (either order); a
+candidate's evidence is the summed weight of its edges to the user's last `window` items. Sorting by it alone
 (`CoLikedPolicy`, the row an evidence-reading LLM must beat to add anything) is a strong item-to-item recommender,
-and a model can read it off the prompt: something a 135M model can be taught to use. A training case asks about a transition that is itself in the graph, so `counts(...,
-without_user=u)` leaves out user u's own edges: the evidence is then what other users say, as it is for a held-out
-case.
+and a model can read it off the prompt: something a 135M model can be taught to use. A training case asks about a
+transition that is itself in the graph, so `counts(..., without_user=u)` leaves out user u's own edges: the evidence
+is then what other users say, as it is for a held-out case.
 """
 
 from __future__ import annotations

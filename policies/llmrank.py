@@ -1,9 +1,10 @@
 """LLMRank (Hou et al., ECIR 2024): zero-shot ranking of the candidates from the user's history, with bootstrapping.
 
-`style` picks one of the paper's prompts (`agents.prompts.LLMRANK_STYLES`). Each case is ranked `bootstrap` times with the candidates in shuffled orders (the model's position bias averages
-out), and the per-order scores are summed back at the candidates' real positions. `constrained=True` decodes under
-the label-list constraint (every answer a full ranking); `False` is the original free-form generation, read by the
-shared parser — the two settings give the parse-failure rate with and without the constraint.
+`style` picks one of the paper's prompts (`agents.prompts.LLMRANK_STYLES`). Each case is ranked `bootstrap` times
+with the candidates in shuffled orders (the model's position bias averages out), and the per-order scores are summed
+back at the candidates' real positions. `constrained=True` decodes under the label-list constraint (every answer a
+full ranking); `False` is the original free-form generation, read by the shared parser — the two settings give the
+parse-failure rate with and without the constraint.
 """
 
 from __future__ import annotations

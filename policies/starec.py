@@ -5,12 +5,13 @@ Slow thinking first: the agent writes a preference summary from the user's histo
 negatives) → compare its top pick with the real choice → on a miss, reflect and rewrite the summary — the simulated
 feedback loop. Fast thinking then ranks the test case from profile + summary + recent history, either by the
 likelihood of each candidate over one cached prompt that does not list them (`fast="likelihood"`, see
-`prompts.next_item_chat`) or by writing a ranked list of the listed candidates, optionally
-after a `<think>` rationale (`fast="generate"`). The memory and both modes are `agents/`'s, shared with the
-simulated users. `reflect_steps=0` is the paper's "w/o self-reflection" ablation (history only, no summary).
-`evidence=True` (a `PromptConfig` field, like `popular`, `think` and `history`) adds how often candidates are liked next to the user's recent items (`policies.evidence`; in
-generate mode one line of the ten most co-liked labels, in likelihood mode the five most co-liked titles) —
-structured evidence a small model can use and that `starec train` teaches it to read; off by default.
+`prompts.next_item_chat`) or by writing a ranked list of the listed candidates, optionally after a `<think>`
+rationale (`fast="generate"`). The memory and both modes are `agents/`'s, shared with the simulated users.
+`reflect_steps=0` is the paper's "w/o self-reflection" ablation (history only, no summary). `evidence=True` (a
+`PromptConfig` field, like `popular`, `think` and `history`) adds how often candidates are liked next to the user's
+recent items (`policies.evidence`; in generate mode one line of the ten most co-liked labels, in likelihood mode the
+five most co-liked titles) — structured evidence a small model can use and that `starec train` teaches it to read;
+off by default.
 """
 
 from __future__ import annotations

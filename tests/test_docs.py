@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
 
@@ -33,3 +35,39 @@ def test_the_custom_policy_example_runs_with_the_command_it_gives(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     table = next((tmp_path / "results").glob("*/table.md")).read_text()
     assert "| recentpop_full |" in table and "| Pop_full |" in table
+
+
+DOCS = [Path(__file__).resolve().parents[1] / "README.md",
+        *sorted((Path(__file__).resolve().parents[1] / "docs").glob("*.md"))]
+
+
+def shown_commands() -> list[tuple[str, str]]:
+    """Every `starec …` command the README and docs show, in code spans or blocks, with the page it is on."""
+    found = []
+    for page in DOCS:
+        text = page.read_text()
+        blocks = re.findall(r"```(?:bash)?\n(.*?)```", text, re.S)
+        lines = [line for block in blocks for line in block.splitlines()]
+        lines += re.findall(r"`(starec [^`]+)`", text)
+        for line in lines:
+            command = " ".join(line.split("#")[0].split()).rstrip("\\").strip()
+            if command.startswith("starec ") and "…" not in command and "..." not in command:
+                found.append((page.name, command))
+    return found
+
+
+@pytest.mark.parametrize("page, command", shown_commands())
+def test_every_command_in_the_docs_parses(page, command):
+    from starec_env.benchmarks.cli import build_parser
+
+    words = ["1" if re.fullmatch(r"[A-Z_]+", word) else word for word in shlex.split(command)[1:]]  # placeholders
+    try:
+        build_parser().parse_args(words)
+    except SystemExit as exit:  # argparse's way of saying no (or, for --help, of having said it all)
+        assert exit.code == 0, f"{page}: `{command}` does not parse"
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_every_relative_link_resolves(page):
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+        assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
