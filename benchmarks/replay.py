@@ -105,18 +105,18 @@ def score_resumably(policy, cases: Cases, partial: Path, chunk: int | None = Non
     return np.concatenate(blocks), saved["seconds"]
 
 
-def run_benchmark(config: BenchConfig, out: Path | None = None) -> tuple[list[dict], list[dict], Path]:
+def run_benchmark(config: BenchConfig, resume: Path | None = None) -> tuple[list[dict], list[dict], Path]:
     """Train + evaluate every (policy, view, seed); returns (rows, protocol records, results folder).
 
-    Results are rewritten after every row, and a run given an existing folder (`--resume`) skips the rows it
-    already holds; an LLM row also saves its scores every few batches (`partial/`), so a killed run loses at most
+    Results are rewritten after every row into a new folder under `config.out`, or into `resume`, an earlier run's
+    folder (`--resume`), skipping the rows it already holds; an LLM row also saves its scores every few batches (`partial/`), so a killed run loses at most
     those batches.
     """
     from starec_env.benchmarks.report import check_same_protocol, new_results_dir, resume_state, write_results
 
-    rows, earlier = resume_state(out, config) if out is not None else ([], [])
+    rows, earlier = resume_state(resume, config) if resume is not None else ([], [])
     check_options(config.policies, config.options())
-    out = out or new_results_dir(config.out, dataset_spec(config.dataset).name)
+    out = resume or new_results_dir(config.out, dataset_spec(config.dataset).name)
     records = [record for record in earlier if record["config"]["seed"] not in config.seeds]
     done = {(row["spec"], row["view_asked"], row["seed"]) for row in rows}
     for seed in config.seeds:

@@ -131,9 +131,9 @@ class Collector(HTMLParser):
 
 @pytest.mark.slow
 def test_benchmark_writes_the_trace_report(ml1m, smollm, tmp_path):
-    config = BenchConfig(dataset="ml-1m", policies=("starec",), views=("full",), n_users=2,
+    config = BenchConfig(dataset="ml-1m", policies=("starec",), views=("full",), n_users=2, out=str(tmp_path),
                          policy_options={"model": smollm, "reflect_steps": 0, "progress": False})
-    rows, _, out = run_benchmark(config, tmp_path / "run")
+    rows, _, out = run_benchmark(config)
     assert rows[0]["parse_failed_rate"] == 0 and rows[0]["tokens_per_user"] > 100  # prompt read + candidates scored
     page = (out / "traces" / "starec-lik-noreflect_seed0.html").read_text()
     parser = Collector()

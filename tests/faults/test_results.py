@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,17 @@ def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path):
 @pytest.mark.parametrize("change", [{"dataset": "amazon-cds"}, {"n_users": 10}, {"model": "hf:other"},
                                     {"policy_options": {"epochs": 3}}])
 def test_resuming_under_other_settings_is_refused_before_anything_runs(ml1m, tmp_path, change):
-    _, _, out = run_benchmark(QUICK.__class__(**{**QUICK.__dict__, "out": str(tmp_path)}))
+    _, _, out = run_benchmark(replace(QUICK, out=str(tmp_path)))
     before = (out / "results.json").read_text()
     with pytest.raises(ValueError, match=f"other settings \\({next(iter(change))}"):
-        run_benchmark(BenchConfig(**{**QUICK.__dict__, **change, "policies": ("random", "pop", "bpr")}), out)
+        run_benchmark(replace(QUICK, **change, policies=("random", "pop", "bpr")), out)
     assert (out / "results.json").read_text() == before  # nothing lost or mixed
 
 
 def test_resuming_nothing_or_a_truncated_file_is_a_clear_error(ml1m, tmp_path):
     with pytest.raises(ValueError, match="no results.json to resume"):
         run_benchmark(QUICK, tmp_path / "missing")
-    _, _, out = run_benchmark(BenchConfig(**{**QUICK.__dict__, "out": str(tmp_path)}))
+    _, _, out = run_benchmark(replace(QUICK, out=str(tmp_path)))
     text = (out / "results.json").read_text()
     (out / "results.json").write_text(text[: len(text) // 2])
     with pytest.raises(ValueError, match="results.json: this results file is not valid JSON.*Delete it"):
