@@ -1,9 +1,12 @@
-"""Fast thinking: an immediate answer in one short LLM call — the user's pick, or the ranker's ordering.
+"""Fast thinking: an immediate answer in one short LLM call — the user's pick and rating, or the ranker's ordering.
 
 Two ways to pick. `likelihood` scores every shown title as the continuation of "I choose" over one cached prompt
-(a 135M model cannot follow an answer format, but its likelihoods carry signal) and then writes a one-line rationale
-for the pick. `generate` asks for "[label] like/dislike - reason" and parses it; an answer naming no shown item
-falls back to the first shown item and is counted as unparsed.
+(a 135M model cannot follow an answer format, but its likelihoods carry signal). `generate` asks for "[label]
+like/dislike - reason" and parses it; an answer naming no shown item falls back to the first shown item and is
+counted as unparsed. Either way the user then rates its pick 1-5 by the likelihood of each digit after "My rating,
+from 1 to 5:" — the model's own decision, not a pattern in its text — and likes it when the rating is
+`LIKED_FROM` or more (the protocol's positives are ratings above 3). A one-line rationale is written only when
+asked for (`rationale=True`): it is the one decode of a step, and the step's cost.
 """
 
 from __future__ import annotations
@@ -16,48 +19,67 @@ from starec_env.agents.llm import LLM, Chat, Sampling
 from starec_env.agents.parsing import ParsedRanking, candidate_label, match_title, parse_ranking
 
 CHOICE_MODES = ("likelihood", "generate")
-DISLIKE = re.compile(r"\b(dislike|don'?t like|do not like|not like|hate|boring)\b", re.I)
+RATINGS = (1, 2, 3, 4, 5)
+LIKED_FROM = 4
 
 
 @dataclass(frozen=True)
 class Choice:
     position: int  # index into the shown items
-    liked: bool
-    rationale: str
+    rating: int  # 1-5, the user's rating of its pick
+    rationale: str  # "" unless a rationale was asked for
     parsed: bool  # False: the answer named no shown item and the documented fallback (first shown) was used
-    tokens: int  # prompt + completion tokens spent
+    tokens: int  # tokens read, scored and written for this choice
+
+    @property
+    def liked(self) -> bool:
+        return self.rating >= LIKED_FROM
 
 
 def choose(llm: LLM, chats: Sequence[Chat], shown: Sequence[Sequence[str]], mode: str = "likelihood",
-           max_tokens: int = 24) -> list[Choice]:
-    """For each chat (a `prompts.choice_chat`), the user's pick among `shown[b]`, batched over chats."""
-    if mode == "likelihood":
-        return _choose_by_likelihood(llm, chats, shown, max_tokens)
-    if mode == "generate":
-        return _choose_by_generation(llm, chats, shown, max_tokens)
-    raise ValueError(f"unknown choice mode {mode!r}; expected one of {CHOICE_MODES}")
+           max_tokens: int = 24, rationale: bool = False) -> list[Choice]:
+    """For each chat (a `prompts.choice_chat`), the user's pick among `shown[b]` and its rating, batched over chats."""
+    if mode not in CHOICE_MODES:
+        raise ValueError(f"unknown choice mode {mode!r}; expected one of {CHOICE_MODES}")
+    before = sum(llm.tokens.values())
+    picks = _pick_by_likelihood(llm, chats, shown) if mode == "likelihood" else _pick_by_generation(
+        llm, chats, shown, max_tokens)
+    said = [[*chat, {"role": "assistant", "content": f"I choose {candidate_label(p)} {titles[p]}."}]
+            for chat, (p, _, _), titles in zip(chats, picks, shown)]
+    ratings = rate(llm, said)
+    reasons = [text for _, _, text in picks]
+    if rationale and mode == "likelihood":
+        because = [[*chat[:-1], {"role": "assistant", "content": f"{chat[-1]['content'][:-1]} because"}]
+                   for chat in said]
+        reasons = [f"because {c.text}" for (c,) in llm.generate(because, Sampling(max_tokens=max_tokens, stop=("\n",)))]
+    share = (sum(llm.tokens.values()) - before) // max(len(chats), 1)
+    return [Choice(position, rating, reason, parsed, share)
+            for (position, parsed, _), rating, reason in zip(picks, ratings, reasons)]
 
 
-def _choose_by_likelihood(llm, chats, shown, max_tokens) -> list[Choice]:
+def rate(llm: LLM, chats: Sequence[Chat]) -> list[int]:
+    """Each chat's 1-5 rating of what its assistant turn chose: the most likely digit after "My rating, from 1 to
+    5:"."""
+    rating = [[*chat[:-1], {"role": "assistant", "content": f"{chat[-1]['content']} My rating, from 1 to 5:"}]
+              for chat in chats]
+    scores = llm.score_continuations(rating, [[f" {r}" for r in RATINGS]] * len(chats))
+    return [RATINGS[max(range(len(RATINGS)), key=row.__getitem__)] for row in scores]
+
+
+def _pick_by_likelihood(llm, chats, shown) -> list[tuple[int, bool, str]]:
     prefilled = [[*chat, {"role": "assistant", "content": "I choose"}] for chat in chats]
     scores = llm.score_continuations(prefilled, [[f" {title}" for title in titles] for titles in shown])
-    picks = [max(range(len(row)), key=row.__getitem__) for row in scores]
-    because = [[*chat, {"role": "assistant", "content": f"I choose {candidate_label(pick)} {titles[pick]} because"}]
-               for chat, pick, titles in zip(chats, picks, shown)]
-    answers = llm.generate(because, Sampling(max_tokens=max_tokens, stop=("\n",)))
-    return [Choice(pick, not DISLIKE.search(reason.text), f"because {reason.text}", True,
-                   reason.prompt_tokens + reason.completion_tokens) for pick, (reason,) in zip(picks, answers)]
+    return [(max(range(len(row)), key=row.__getitem__), True, "") for row in scores]
 
 
-def _choose_by_generation(llm, chats, shown, max_tokens) -> list[Choice]:
+def _pick_by_generation(llm, chats, shown, max_tokens) -> list[tuple[int, bool, str]]:
     prefilled = [[*chat, {"role": "assistant", "content": "["}] for chat in chats]
     answers = llm.generate(prefilled, Sampling(max_tokens=max_tokens, stop=("\n",)))
-    choices = []
+    picks = []
     for (completion,), titles in zip(answers, shown):
         position, rationale = parse_choice("[" + completion.text, titles)
-        choices.append(Choice(0 if position is None else position, not DISLIKE.search(rationale), rationale,
-                              position is not None, completion.prompt_tokens + completion.completion_tokens))
-    return choices
+        picks.append((0 if position is None else position, position is not None, rationale))
+    return picks
 
 
 def parse_choice(text: str, titles: Sequence[str]) -> tuple[int | None, str]:

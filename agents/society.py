@@ -30,6 +30,8 @@ class AgentConfig:
     """How a simulated user behaves; `prompt` sets what its prompts show (a shorter history than the ranker's)."""
 
     choice: str = field(default="likelihood", metadata={"help": "fast thinking: see agents.fast"})
+    rationale: bool = field(default=False, metadata={
+        "help": "write a one-line rationale for each pick (one decode per step); off: pick and rating only"})
     reflect: str = field(default="mismatch", metadata={
         "help": "slow thinking after a step: on a wrong prediction, always, or never"})
     shown: int = field(default=5, metadata={"help": "the user sees the policy's top `shown` items"})
@@ -65,8 +67,9 @@ class FeedbackRequest:
 class Feedback:
     item: int  # the item the simulated user picked
     rank: int  # its 1-based place in the policy's ranking
-    liked: bool
-    rationale: str
+    rating: int  # 1-5, the user's own rating of the pick
+    liked: bool  # rating >= agents.fast.LIKED_FROM
+    rationale: str  # "" unless AgentConfig.rationale
     parsed: bool
     matched: bool  # the pick equals the user's real (logged) next item
     reflection: slow.Reflection | None
@@ -132,19 +135,18 @@ class Population:
             chats = [prompts.choice_chat(self.loop.recent(m.history), titles, m.profile, m.summary,
                                          self._neighbour_text(m.user)) for m, titles in zip(memories, shown_titles)]
             choices.extend(fast.choose(self.llm, chats, shown_titles, self.config.choice,
-                                       self.config.prompt.choice_tokens))
+                                       self.config.prompt.choice_tokens, self.config.rationale))
             picks = [r.shown[order[c.position]] for r, order, c in zip(requests, orders, choices)]
-            return [Decision(int(item), f"chose {self.catalogue.item_text(item)} "
-                                        f"({'liked' if c.liked else 'disliked'}), {c.rationale}")
-                    for item, c in zip(picks, choices)]
+            return [Decision(int(item), _said(self.catalogue.item_text(item), c)) for item, c in zip(picks, choices)]
 
         steps = self.loop.step(memories, rounds, choose, self.config.reflect)
         feedback = []
         for request, memory, choice, (decision, reflection) in zip(requests, memories, choices, steps):
             memory.remember(request.target)  # the walk follows the user's real interactions
-            feedback.append(Feedback(decision.pick, list(request.shown).index(decision.pick) + 1, choice.liked,
-                                     choice.rationale, choice.parsed, decision.pick == request.target, reflection,
-                                     memory.to_dict(), choice.tokens + (reflection.tokens if reflection else 0)))
+            feedback.append(Feedback(decision.pick, list(request.shown).index(decision.pick) + 1, choice.rating,
+                                     choice.liked, choice.rationale, choice.parsed, decision.pick == request.target,
+                                     reflection, memory.to_dict(),
+                                     choice.tokens + (reflection.tokens if reflection else 0)))
         self._count(feedback)
         return feedback
 
@@ -181,6 +183,12 @@ class Population:
         known = [self.memories[n] for n, _ in ranked if n in self.memories and self.memories[n].history]
         text = "; ".join(self.catalogue.item_text(m.history[-1]) for m in known)
         return f"{text}. One of them: {known[0].summary}" if known and known[0].summary else text
+
+
+def _said(item: str, choice: fast.Choice) -> str:
+    """The simulated user's decision as the reflection prompt shows it."""
+    verdict = f"chose {item} (rated {choice.rating}/5, {'liked' if choice.liked else 'disliked'})"
+    return f"{verdict}, {choice.rationale}" if choice.rationale else verdict
 
 
 def similarity_graph(users: np.ndarray, sequences: Sequence[np.ndarray], n_items: int, degree: int = 10) -> nx.Graph:

@@ -38,8 +38,8 @@ class UserEnv(gym.Env):
     → +1, 2-5 → +0.5, 6-10 → 0, 11-20 → -0.5; a missing item, or one the simulated user dislikes, → -1.
     `mode="replay"`: the choice is the user's logged next item — the paper's offline protocol, no LLM.
     `mode="simulate"`: an LLM user agent (`agents.society`) sees the policy's top items, picks one (fast thinking)
-    and, when its pick differs from what the real user did, reflects and rewrites its preference summary (slow
-    thinking) before the next round.
+    and rates it 1-5, and, when its pick differs from what the real user did, reflects and rewrites its preference
+    summary (slow thinking) before the next round.
 
     ## Starting state
     `reset(options={"case": i})` takes the i-th test user of the protocol, else one is drawn with the seed. In
@@ -52,8 +52,10 @@ class UserEnv(gym.Env):
     instead, never showing a validation or test target: the episodes trainers may learn from. Never truncates.
 
     ## Info
-    `rank` and `ndcg@k` of the logged item (always), `round`, `choice`, `choice_text`, `liked`, `rationale`,
-    `parsed`, `matched`, `memory`; in `simulate` mode also `choice_rank`, `reflection`, `reflection_status`, `tokens`.
+    `rank` and `ndcg@k` of the logged item (always), `round`, `choice`, `choice_text`, `liked`, `rating`,
+    `rationale`, `parsed`, `matched`, `memory`; in `simulate` mode also `choice_rank`, `reflection`,
+    `reflection_status`, `tokens`. The simulated user's `rating` (1-5) is its own decision, by the likelihood of
+    each digit; it likes what it rates 4 or 5; its `rationale` is written only with `agent={"rationale": True}`.
 
     ## Arguments
     `dataset` (a registered name or a path; ignored when `protocol` is given), `mode`, `rounds`, `split`,
@@ -149,11 +151,13 @@ class UserEnv(gym.Env):
         if feedback is None:
             reward = float(positional_reward(rank)[0])
             info.update(choice=current.target, choice_text=self.protocol.item_text(current.target), liked=True,
-                        rationale="logged next interaction (replay)", parsed=True, matched=True, memory=None)
+                        rating=None, rationale="logged next interaction (replay)", parsed=True, matched=True,
+                        memory=None)
         else:
             reward = float(positional_reward(feedback.rank if feedback.liked else None)[0])
             info.update(choice=feedback.item, choice_text=self.protocol.item_text(feedback.item),
-                        choice_rank=feedback.rank, liked=feedback.liked, rationale=feedback.rationale,
+                        choice_rank=feedback.rank, rating=feedback.rating, liked=feedback.liked,
+                        rationale=feedback.rationale,
                         parsed=feedback.parsed, matched=feedback.matched, memory=feedback.memory,
                         reflection=None if feedback.reflection is None else feedback.reflection.reflection,
                         reflection_status=None if feedback.reflection is None else feedback.reflection.status,

@@ -17,16 +17,20 @@ TITLES = ["Toy Story (1995; Animation)", "Heat (1995; Action, Crime)", "Casino (
 
 
 class ScriptedLLM(LLM):
-    """Answers every chat with a fixed text and records the chats (for tests of the code around the LLM)."""
+    """Answers every chat with a fixed text, likes option `favourite` best when scoring, and records the chats (for
+    tests of the code around the LLM)."""
 
     spec = "scripted"
 
-    def __init__(self, text):
-        self.text, self.chats = text, []
+    def __init__(self, text, favourite=3):
+        self.text, self.chats, self.favourite = text, [], favourite
 
     def _generate(self, chats, sampling=None):
         self.chats.extend(chats)
         return [[Completion(self.text, 10, 3, "stop")] for _ in chats]
+
+    def score_continuations(self, chats, options):
+        return [[-abs(i - self.favourite) for i in range(len(row))] for row in options]
 
 
 @pytest.mark.parametrize("text, position", [
@@ -40,8 +44,19 @@ def test_unparsed_generated_choice_falls_back_and_is_counted():
     chat = [{"role": "user", "content": "pick"}]
     (choice,) = choose(ScriptedLLM("I would rather read a book"), [chat], [TITLES], mode="generate")
     assert (choice.position, choice.parsed) == (0, False)
-    (choice,) = choose(ScriptedLLM("2] dislike - not my genre"), [chat], [TITLES], mode="generate")
-    assert (choice.position, choice.parsed, choice.liked) == (1, True, False)
+    (choice,) = choose(ScriptedLLM("2] dislike - not my genre", favourite=1), [chat], [TITLES], mode="generate")
+    assert (choice.position, choice.parsed, choice.rating, choice.liked) == (1, True, 2, False)
+
+
+@pytest.mark.parametrize("favourite, liked", [(0, False), (2, False), (3, True), (4, True)])
+def test_the_rating_is_the_likeliest_digit_and_decides_the_like(favourite, liked):
+    """Like and rating come from the model's likelihoods, never from words in a rationale; none is written unasked."""
+    llm = ScriptedLLM("I love it, it is wonderful", favourite=favourite)
+    chat = [{"role": "user", "content": "pick"}]
+    (choice,) = choose(llm, [chat], [TITLES])
+    assert (choice.rating, choice.liked, choice.rationale, llm.chats) == (favourite + 1, liked, "", [])
+    (choice,) = choose(llm, [chat], [TITLES], rationale=True)
+    assert choice.rationale == "because I love it, it is wonderful" and choice.rating == favourite + 1
 
 
 @pytest.mark.parametrize("text, status", [
@@ -150,3 +165,17 @@ def test_the_loop_reflects_on_misses_and_logs_each_reflection(ml1m, reflect, ref
         prompt = llm.chats[-1][1]["content"]  # the reflection prompt shows the last 3 items and the prediction
         assert f"Target item: {ml1m.item_text(rounds[-1].target)}" in prompt and f"chose {predicted[-1]}" in prompt
         assert prompt.count("\n- ") == 3
+
+
+@pytest.mark.slow
+def test_the_real_user_picks_and_rates_without_decoding_a_token(ml1m, smollm):
+    population = Population(ml1m, smollm, AgentConfig(reflect="never", prompt=PromptConfig(history=5,
+                                                                                             summary_tokens=8)))
+    users = [int(u) for u in ml1m.test.users[:2]]
+    population.start(users, [ml1m.test.histories[i] for i in range(2)])
+    written = smollm.tokens["completion"]
+    requests = [FeedbackRequest(user, [int(i) for i in ml1m.test.candidates[row][:5]], int(ml1m.test.targets[row]),
+                                seed=row) for row, user in enumerate(users)]
+    feedback = population.respond(requests)
+    assert smollm.tokens["completion"] == written  # pick and rating by likelihood: nothing was generated
+    assert all(f.rating in range(1, 6) and f.liked == (f.rating >= 4) and f.rationale == "" for f in feedback)

@@ -88,7 +88,7 @@ SMALL_AGENT = {"prompt": {"summary_tokens": 8, "choice_tokens": 8, "reflection_t
 @pytest.mark.slow
 def test_simulate_mode_passes_check_env_and_runs_a_full_episode(ml1m, smollm):
     env = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, mode="simulate", rounds=2, llm=smollm,
-                   agent=SMALL_AGENT)
+                   agent={**SMALL_AGENT, "rationale": True})
     check_env(env.unwrapped, skip_render_check=True)
     observation, info = env.reset(seed=3)
     summary = env.unwrapped.population.memories[info["user"]].summary
@@ -96,6 +96,7 @@ def test_simulate_mode_passes_check_env_and_runs_a_full_episode(ml1m, smollm):
     for round_index in range(2):
         observation, reward, terminated, _, step = env.step(np.arange(20.0))
         assert step["round"] == round_index and step["choice_rank"] <= 5 and step["rationale"]
+        assert step["rating"] in range(1, 6) and step["liked"] == (step["rating"] >= 4)
         assert reward in (1.0, 0.5, -1.0) and step["tokens"] > 0 and step["memory"]["user"] == info["user"]
         assert step["matched"] == (step["choice"] == step["memory"]["history"][-1])
     assert terminated and len(step["memory"]["history"]) == len(ml1m.sequences[info["user"]])
@@ -117,7 +118,8 @@ def test_simulate_vector_env_equals_single_envs(ml1m, smollm):
         single.reset(seed=20 + i)
         for info in batched:
             step = single.step(actions[i])[4]
-            assert (step["choice"], step["rationale"]) == (info["choice"][i], info["rationale"][i])
+            assert (step["choice"], step["rating"]) == (info["choice"][i], info["rating"][i])
+            assert step["rationale"] == ""  # none asked for: the step decoded nothing for it
 
 
 def test_observation_cases_let_any_policy_act(env, ml1m):
