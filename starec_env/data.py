@@ -255,15 +255,9 @@ def _read_delimited(source: Source, columns: tuple[str, ...], int_columns: int,
     if not rows:
         raise DataError(f"{source} is empty: expected lines of the form {sep.join(columns)}")
     frame = pd.DataFrame(rows, columns=list(columns))
-    for name in columns[:int_columns]:
-        values = pd.to_numeric(frame[name], errors="coerce")
-        wrong = values.isna() | (values != values.round())  # "3.9" is no integer rating, not a 3
-        if wrong.any():
-            bad = int(np.flatnonzero(wrong.to_numpy())[0])
-            raise DataError(f"{source}, line {numbers[bad]}: field {name!r} must be an integer, "
-                            f"got {frame[name].iloc[bad]!r}")
-        frame[name] = values.astype(np.int64)
     frame["line"] = numbers
+    for name in columns[:int_columns]:
+        frame[name] = _numbers(frame, name, int, source)
     return frame
 
 
@@ -361,14 +355,16 @@ def _read_table(source: Source, required: tuple[str, ...]) -> pd.DataFrame:
 
 
 def _numbers(frame: pd.DataFrame, column: str, kind: type, source: Source) -> pd.Series:
+    """A column as finite numbers (`kind` int: whole ones; "3.9" is no integer rating, not a 3), or a DataError
+    naming the first line that is not."""
     values = pd.to_numeric(frame[column], errors="coerce")
     bad = values.isna() | ~np.isfinite(values)
     if kind is int:
         bad |= values != values.round()
     if bad.any():
         row = frame[bad].iloc[0]
-        raise DataError(f"{source}, line {row.line}: {column} must be {'an integer' if kind is int else 'a number'}, "
-                        f"got {row[column]!r}")
+        raise DataError(f"{source}, line {row.line}: field {column!r} must be "
+                        f"{'an integer' if kind is int else 'a number'}, got {row[column]!r}")
     return values.astype(np.int64 if kind is int else np.float32)
 
 

@@ -75,7 +75,7 @@ def test_the_registry_feeds_the_env_ids_and_the_protocol_defaults():
 def test_bad_own_data_names_the_file_and_line(tmp_path):
     (tmp_path / "ratings.csv").write_text("user,item,rating,timestamp\n1,10,5,978300760\n1,11,five,978300761\n")
     (tmp_path / "items.csv").write_text("item,title\n10,A\n11,B\n")
-    with pytest.raises(DataError, match=r"ratings.csv, line 3: rating must be a number, got 'five'"):
+    with pytest.raises(DataError, match=r"ratings.csv, line 3: field 'rating' must be a number, got 'five'"):
         build_protocol(str(tmp_path / "ratings.csv"))
     (tmp_path / "items.csv").unlink()
     with pytest.raises(DataError, match="no item table beside it"):
