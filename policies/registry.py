@@ -45,9 +45,10 @@ def _import(module_name: str):
         file = Path(module_name).resolve()
         if not file.is_file():
             raise ImportError(f"no such file {module_name}")
-        spec = importlib.util.spec_from_file_location(file.stem, file)
+        name = f"starec_user_policies.{file.stem}"  # never shadows an installed module of the same name
+        spec = importlib.util.spec_from_file_location(name, file)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[file.stem] = module
+        sys.modules[name] = module
         spec.loader.exec_module(module)
         return module
     if os.getcwd() not in sys.path and "" not in sys.path:

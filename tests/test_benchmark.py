@@ -56,3 +56,14 @@ def test_killed_run_resumes_without_redoing_rows(ml1m, tmp_path):
                                                                        ("random", "-")]
     assert rows[0]["eval_seconds"] == first[0]["eval_seconds"]  # read back, not recomputed
     assert len(pd.read_csv(out / "results.csv")) == 3
+
+
+def test_a_policy_by_file_path_loads_without_shadowing_installed_modules(tmp_path):
+    import random
+
+    from starec_env.policies.registry import policy_class
+
+    (tmp_path / "random.py").write_text("class Mine:\n    name = 'mine'\n\n    def score(self, cases):\n"
+                                        "        return cases.candidates * 0.0\n")
+    assert policy_class(f"{tmp_path / 'random.py'}:Mine")().name == "mine"
+    assert sys.modules["random"] is random and hasattr(random, "shuffle")
