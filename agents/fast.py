@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from starec_env.agents.llm import LLM, Chat, Sampling
 from starec_env.agents.parsing import ParsedRanking, candidate_label, match_title, parse_ranking
@@ -37,12 +37,15 @@ class Choice:
 
 
 def choose(llm: LLM, chats: Sequence[Chat], shown: Sequence[Sequence[str]], mode: str = "likelihood",
-           max_tokens: int = 24, rationale: bool = False) -> list[Choice]:
-    """For each chat (a `prompts.choice_chat`), the user's pick among `shown[b]` and its rating, batched over chats."""
+           max_tokens: int = 24, rationale: bool = False,
+           pick: Callable[[list[list[float]]], list[int]] | None = None) -> list[Choice]:
+    """For each chat (a `prompts.choice_chat`), the user's pick among `shown[b]` and its rating, batched over chats.
+    In likelihood mode `pick` turns the shown items' scores into picks (default: the most likely; the grounded
+    user of `agents.grounded` draws from a softmax that adds a collaborative prior)."""
     if mode not in CHOICE_MODES:
         raise ValueError(f"unknown choice mode {mode!r}; expected one of {CHOICE_MODES}")
     before = sum(llm.tokens.values())
-    picks = _pick_by_likelihood(llm, chats, shown) if mode == "likelihood" else _pick_by_generation(
+    picks = _pick_by_likelihood(llm, chats, shown, pick) if mode == "likelihood" else _pick_by_generation(
         llm, chats, shown, max_tokens)
     said = [[*chat, {"role": "assistant", "content": f"I choose {candidate_label(p)} {titles[p]}."}]
             for chat, (p, _, _), titles in zip(chats, picks, shown)]
@@ -63,13 +66,22 @@ def rate(llm: LLM, chats: Sequence[Chat]) -> list[int]:
     rating = [[*chat[:-1], {"role": "assistant", "content": f"{chat[-1]['content']} My rating, from 1 to 5:"}]
               for chat in chats]
     scores = llm.score_continuations(rating, [[f" {r}" for r in RATINGS]] * len(chats))
-    return [RATINGS[max(range(len(RATINGS)), key=row.__getitem__)] for row in scores]
+    return [RATINGS[_best(row)] for row in scores]
 
 
-def _pick_by_likelihood(llm, chats, shown) -> list[tuple[int, bool, str]]:
+def choice_scores(llm: LLM, chats: Sequence[Chat], shown: Sequence[Sequence[str]]) -> list[list[float]]:
+    """Each shown title's likelihood as the continuation of "I choose": the user's utility for it."""
     prefilled = [[*chat, {"role": "assistant", "content": "I choose"}] for chat in chats]
-    scores = llm.score_continuations(prefilled, [[f" {title}" for title in titles] for titles in shown])
-    return [(max(range(len(row)), key=row.__getitem__), True, "") for row in scores]
+    return llm.score_continuations(prefilled, [[f" {title}" for title in titles] for titles in shown])
+
+
+def _best(row: Sequence[float]) -> int:
+    return max(range(len(row)), key=row.__getitem__)
+
+
+def _pick_by_likelihood(llm, chats, shown, pick=None) -> list[tuple[int, bool, str]]:
+    scores = choice_scores(llm, chats, shown)
+    return [(position, True, "") for position in (pick(scores) if pick else map(_best, scores))]
 
 
 def _pick_by_generation(llm, chats, shown, max_tokens) -> list[tuple[int, bool, str]]:

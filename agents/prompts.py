@@ -99,6 +99,14 @@ def choice_chat(history: Sequence[str], shown: Sequence[str], profile: str = "",
     return [{"role": "system", "content": USER_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
 
 
+def next_choice_chat(history: Sequence[str], profile: str = "", summary: str = "") -> Chat:
+    """The simulated user asked what it would choose next, with no list: each candidate is scored as its answer
+    (its ordering of a whole candidate set, where listing 20 items would cost more than the user's description)."""
+    lines = describe_user(profile, summary, history)
+    lines.append("Which item do you choose next?")
+    return [{"role": "system", "content": USER_SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+
+
 def summary_chat(history: Sequence[str], profile: str = "") -> Chat:
     """Slow thinking, first pass: write the preference summary from the interaction history."""
     lines = describe_user(profile, "", history)

@@ -19,6 +19,7 @@ import numpy as np
 
 from starec_env.agents import fast, prompts, slow
 from starec_env.agents.catalogue import Catalogue
+from starec_env.agents.grounded import Grounding
 from starec_env.agents.llm import LLM, load_llm
 from starec_env.agents.loop import REFLECT_WHEN, Decision, FeedbackLoop, Round
 from starec_env.agents.memory import Memory, load_memories, save_memories
@@ -78,8 +79,14 @@ class Feedback:
 
 
 class Population:
-    def __init__(self, catalogue: Catalogue, llm: LLM | str | None = None, config: AgentConfig = AgentConfig()):
-        self.catalogue, self.config = catalogue, config
+    """The simulated users of a catalogue; with `grounding` (`agents.grounded.Grounding`) each picks from a
+    softmax over the LLM's and a collaborative prior's scores, seeded per step, instead of the LLM's top item."""
+
+    def __init__(self, catalogue: Catalogue, llm: LLM | str | None = None, config: AgentConfig = AgentConfig(),
+                 grounding: Grounding | None = None):
+        if grounding is not None and config.choice != "likelihood":
+            raise ValueError("a grounded choice combines likelihood scores: it needs choice='likelihood'")
+        self.catalogue, self.config, self.grounding = catalogue, config, grounding
         self.llm = llm if isinstance(llm, LLM) else load_llm(llm)
         self.loop = FeedbackLoop(self.llm, catalogue, config.prompt)
         self.memories: dict[int, Memory] = {}
@@ -134,9 +141,13 @@ class Population:
             shown_titles = [self.catalogue.titles([r.shown[i] for i in order]) for r, order in zip(requests, orders)]
             chats = [prompts.choice_chat(self.loop.recent(m.history), titles, m.profile, m.summary,
                                          self._neighbour_text(m.user)) for m, titles in zip(memories, shown_titles)]
+            shown_items = [[r.shown[i] for i in order] for r, order in zip(requests, orders)]
+            pick = None if self.grounding is None else lambda scores: self.grounding.pick(
+                scores, [r.user for r in requests], [m.history for m in memories], shown_items,
+                [r.seed for r in requests])
             choices.extend(fast.choose(self.llm, chats, shown_titles, self.config.choice,
-                                       self.config.prompt.choice_tokens, self.config.rationale))
-            picks = [r.shown[order[c.position]] for r, order, c in zip(requests, orders, choices)]
+                                       self.config.prompt.choice_tokens, self.config.rationale, pick))
+            picks = [items[c.position] for items, c in zip(shown_items, choices)]
             return [Decision(int(item), _said(self.catalogue.item_text(item), c)) for item, c in zip(picks, choices)]
 
         steps = self.loop.step(memories, rounds, choose, self.config.reflect)

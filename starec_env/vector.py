@@ -21,11 +21,12 @@ class UserVectorEnv(VectorEnv):
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 4, dataset: str = "ml-1m", mode: str = "replay", protocol=None,
-                 protocol_seed: int = 0, population=None, llm=None, agent: dict | None = None, **env_options):
+                 protocol_seed: int = 0, population=None, llm=None, agent: dict | None = None, grounding=None,
+                 **env_options):
         protocol = protocol or getattr(population, "catalogue", None) or build_protocol(
             dataset, default_config(dataset, seed=protocol_seed))
         if mode == "simulate" and population is None:
-            population = make_population(protocol, llm, agent)
+            population = make_population(protocol, llm, agent, grounding)
         self.population = population if mode == "simulate" else None
         self.envs = [UserEnv(dataset, mode, protocol=protocol, population=self.population, **env_options)
                      for _ in range(num_envs)]

@@ -71,3 +71,16 @@ def test_every_command_in_the_docs_parses(page, command):
 def test_every_relative_link_resolves(page):
     for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
         assert (page.parent / target).exists(), f"{page.name} links to {target}, which does not exist"
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_rendered_blocks_name_the_run_each_table_comes_from(page):
+    """Between the report markers, every table follows a marker naming its recorded run (`starec report`)."""
+    from starec_env.benchmarks.report import RENDERED, REPORT_BEGIN, REPORT_END
+
+    text = page.read_text()
+    for block in text.split(REPORT_BEGIN)[1:]:
+        assert REPORT_END in block, f"{page.name}: a report block is never closed"
+        body = block.split(REPORT_END, 1)[0]
+        first_table = body.find("\n|")
+        assert first_table < 0 or RENDERED in body[:first_table], f"{page.name}: a table without its run"

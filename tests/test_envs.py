@@ -130,3 +130,22 @@ def test_observation_cases_let_any_policy_act(env, ml1m):
     cases = observation_cases(observation)
     assert cases.histories[0].tolist() == ml1m.test.histories[9][-40:].tolist()
     assert np.array_equal(pop.score(cases)[0], pop.counts[ml1m.test.candidates[9]])
+
+
+@pytest.mark.slow
+def test_a_grounded_user_follows_its_prior_and_repeats_under_a_seed(ml1m, smollm):
+    """With the prior's weight far above the LLM's, the simulated user picks the prior's favourite shown item."""
+    from starec_env.agents.grounded import GroundedChoice, Grounding
+
+    favourite = lambda cases: (cases.candidates == cases.candidates.max(1, keepdims=True)) * 50.0
+    grounding = Grounding(GroundedChoice(llm_weight=0.0, prior_weight=10.0), favourite)
+    picks = []
+    for _ in range(2):
+        env = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, mode="simulate", llm=smollm, agent=SMALL_AGENT,
+                       grounding=grounding)
+        env.reset(seed=4)
+        step = env.step(np.arange(20.0))[4]
+        shown = env.unwrapped._rounds[0].candidates[np.argsort(-np.arange(20.0))][:SMALL_AGENT.get("shown", 5)]
+        assert step["choice"] == shown.max() and step["rating"] in range(1, 6)
+        picks.append(step["choice"])
+    assert picks[0] == picks[1]

@@ -164,6 +164,24 @@ def test_cached_option_scores_equal_a_full_forward_pass(smollm):
         assert score == pytest.approx(full, abs=1e-4)
 
 
+def test_continued_prefixes_and_last_token_options_score_like_a_fresh_pass(smollm):
+    """Prompts of one user continue each other's cached prefix, and options differing in one token (the rating
+    digits) take the one-pass path: both must give the scores of a backend that caches nothing."""
+    plain = load_llm(f"hf:{default_model_dir()}", prefix_cache=0)
+    description = "User preferences: space operas, heist films.\nRecently liked:\n" + "\n".join(
+        f"- Movie number {i} (1995; Drama)" for i in range(12))
+    chats = [[{"role": "user", "content": f"{description}\nYou are recommended:\n[1] {title}"},
+              {"role": "assistant", "content": f"I choose [1] {title}. My rating, from 1 to 5:"}]
+             for title in ("Heat (1995)", "Toy Story (1995)", "Fargo (1996)")]
+    options = [[" 1", " 2", " 3", " 4", " 5"], [" Yes", " No"], [" Fargo again", " Heat, the long cut"]]
+    before = smollm.tokens["scored"]
+    cached = smollm.score_continuations(chats, options)
+    fresh = plain.score_continuations(chats, options)
+    for mine, theirs in zip(cached, fresh):
+        assert mine == pytest.approx(theirs, abs=1e-4)
+    assert smollm.tokens["scored"] - before < plain.tokens["scored"]  # the shared description was not recomputed
+
+
 def test_bfloat16_by_name_ranks_like_float32(smollm):
     """`dtype="bfloat16"` (faster on AMX / AVX512-BF16 CPUs) keeps the likelihood order of float32."""
     chat = [{"role": "user", "content": "What is the capital of France?"},

@@ -1,12 +1,16 @@
 """The transformers backend: CPU or GPU, real batching with left padding and a KV cache; the one trainers tune.
 
 Prompts are sorted by length before they are cut into micro-batches, so a batch pads little; results come back in
-the caller's order. `trust_remote_code` stays off unless asked for.
+the caller's order. Scoring keeps the KV caches of the last `prefix_cache` prompts and continues the one sharing the
+longest token prefix with the next prompt (at least `MIN_SHARED` tokens): one user's prompts share its description,
+so a user's second and later questions cost only their own tokens. `trust_remote_code` stays off unless asked for.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
 
@@ -16,15 +20,20 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from starec_env.agents.llm.interface import LLM, Chat, Completion, LLMError, Sampling, truncate_at_stop
 from starec_env.agents.llm.constraints import LabelListProcessor
 
+MIN_SHARED = 64  # shorter common prefixes (a system prompt) are recomputed: reuse would save little
+
 
 class TransformersLLM(LLM):
     def __init__(self, model: str, device: str | None = None, dtype: torch.dtype | str | None = None,
-                 batch_size: int = 16, threads: int | None = None, trust_remote_code: bool = False):
+                 batch_size: int = 16, threads: int | None = None, trust_remote_code: bool = False,
+                 prefix_cache: int = 32):
         if Path(model).exists():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder never needs the hub
         self.spec = f"hf:{model}"
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
+        self.prefix_cache = prefix_cache
+        self._prefills: OrderedDict[tuple[int, ...], object] = OrderedDict()  # token ids → their KV cache
         if threads:
             torch.set_num_threads(threads)
         if isinstance(dtype, str):
@@ -100,25 +109,59 @@ class TransformersLLM(LLM):
             return [self._score_options(self.render(chat), list(texts)) for chat, texts in zip(chats, options)]
 
     def _score_options(self, prompt: str, texts: list[str]) -> list[float]:
-        prefix = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False).input_ids.to(self.device)
-        first = self.model(prefix, use_cache=True, logits_to_keep=1)  # only the last position predicts an option
+        prefix = self.tokenizer(prompt, add_special_tokens=False).input_ids
         ids = [self.tokenizer(text, add_special_tokens=False).input_ids or [self.tokenizer.eos_token_id]
                for text in texts]
+        if len({len(option) for option in ids}) == 1 and len({tuple(option[:-1]) for option in ids}) == 1:
+            return self._score_last_tokens(prefix, ids)
+        cache, last = self._prefill(prefix)
         width = max(map(len, ids))
         tokens = torch.full((len(ids), width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         for row, option in enumerate(ids):
             tokens[row, : len(option)], mask[row, : len(option)] = torch.tensor(option), 1
         tokens, mask = tokens.to(self.device), mask.to(self.device)
-        self.tokens["scored"] += prefix.shape[1] + int(mask.sum())
-        cache = first.past_key_values
+        self.tokens["scored"] += int(mask.sum())
         cache.batch_repeat_interleave(len(ids))
-        attention = torch.cat([torch.ones((len(ids), prefix.shape[1]), dtype=torch.long, device=self.device), mask], 1)
+        attention = torch.cat([torch.ones((len(ids), len(prefix)), dtype=torch.long, device=self.device), mask], 1)
         logits = self.model(tokens, past_key_values=cache, attention_mask=attention).logits
         # token t of an option is predicted by the prefix's last position (t = 0) or by option token t - 1
-        predicted = torch.cat([first.logits[:, -1:].expand(len(ids), 1, -1), logits[:, :-1]], 1).float()
+        predicted = torch.cat([last.expand(len(ids), 1, -1), logits[:, :-1]], 1).float()
         logprobs = predicted.log_softmax(-1).gather(-1, tokens[..., None])[..., 0] * mask
         return (logprobs.sum(1) / mask.sum(1)).tolist()
+
+    def _score_last_tokens(self, prefix: list[int], ids: list[list[int]]) -> list[float]:
+        """Options that differ only in their last token (" 1" … " 5"): one pass over the prompt and their shared
+        tokens scores them all, with the same values as the general path."""
+        shared = ids[0][:-1]
+        _, logits = self._prefill(prefix + shared, keep=len(shared) + 1)
+        logprobs = logits[0].float().log_softmax(-1)
+        common = sum(float(logprobs[i, token]) for i, token in enumerate(shared))
+        return [(common + float(logprobs[-1, option[-1]])) / len(option) for option in ids]
+
+    def _prefill(self, ids: list[int], keep: int = 1):
+        """(a KV cache of `ids` the caller may extend, the logits at their last `keep` positions), continuing the
+        kept prompt that shares the longest token prefix with them."""
+        key, shared, source = tuple(ids), 0, None
+        for kept in self._prefills:
+            common = next((i for i, (a, b) in enumerate(zip(kept, key)) if a != b), min(len(kept), len(key)))
+            if common > shared:
+                shared, source = min(common, len(key) - keep), kept  # the last `keep` tokens are run: they predict
+        if shared < MIN_SHARED:
+            shared, source = 0, None
+        cache = None
+        if source is not None:
+            cache = copy.deepcopy(self._prefills[source])
+            cache.crop(shared - len(source))  # a negative count: the tokens to drop, in every transformers version
+            self._prefills.move_to_end(source)
+        new = torch.tensor([ids[shared:]], device=self.device)
+        output = self.model(new, past_key_values=cache, use_cache=True, logits_to_keep=keep)
+        self.tokens["scored"] += len(ids) - shared
+        if self.prefix_cache:
+            self._prefills[key] = copy.deepcopy(output.past_key_values)
+            while len(self._prefills) > self.prefix_cache:
+                self._prefills.popitem(last=False)
+        return output.past_key_values, output.logits[:, -keep:]
 
 
 def _torch_dtype(name: str) -> torch.dtype:
