@@ -4,7 +4,8 @@ The cases are fixed and the same for every row. Each protocol test user is simul
 case shows (every positive before the test item) and answers:
 
 - **choice**: pick one of `shown` items (the real test item and `shown - 1` of its protocol negatives, in a seeded
-  random order) → pick accuracy, chance 1/shown; and order all 20 protocol candidates (asked what it chooses next,
+  random order) → pick accuracy, chance 1/shown (and "no list": the shown item the user's ordering utility puts
+  first, as a user asked what it chooses next without the list in its prompt would pick); and order all 20 protocol candidates (asked what it chooses next,
   each candidate scored as the answer) → NDCG@1/5/10/20, on the same cases as the policy table;
 - **like / dislike and rating**: every item the user really rated, at any rating, at or after their validation
   interaction and not in that history (held out by time: neither the memory, nor the summary, nor any training view
@@ -238,7 +239,8 @@ def measure(cases: FidelityCases, answers: Answers, resamples: int = 200, seed: 
     """Every fidelity measure of one row, each with its bootstrap standard error (`<name>_se`)."""
     ranks = target_ranks(answers.ranking, cases.ranking.target_index)
     picked = (answers.shown.argmax(1) == cases.shown_target).astype(float)
-    per_user = {"pick": picked, **{f"ndcg@{k}": ndcg(ranks, k) for k in KS}}
+    per_user = {"pick": picked, "pick_unlisted": unlisted_picks(cases, answers),
+                **{f"ndcg@{k}": ndcg(ranks, k) for k in KS}}
     out = {}
     for name, values in per_user.items():
         out[name] = float(values.mean())
@@ -250,6 +252,15 @@ def measure(cases: FidelityCases, answers: Answers, resamples: int = 200, seed: 
             out[f"{name}_se"] = bootstrap_se(statistic, len(cases), resamples, seed)
         out.update(counts(cases))
     return out
+
+
+def unlisted_picks(cases: FidelityCases, answers: Answers) -> np.ndarray:
+    """Whether the shown item the user's ordering utility ranks first is the real one: the pick of a user asked
+    what it chooses next, without the list in its prompt (the shown items are among the 20 candidates)."""
+    columns = np.array([[list(row).index(item) for item in shown]
+                        for row, shown in zip(cases.ranking.candidates, cases.shown)])
+    utility = np.take_along_axis(answers.ranking, columns, 1)
+    return (utility.argmax(1) == cases.shown_target).astype(float)
 
 
 def rating_statistics(cases: FidelityCases, predicted: Sequence[np.ndarray]) -> dict[str, Callable]:
@@ -298,7 +309,8 @@ def chance(cases: FidelityCases, histogram: np.ndarray, shown: int) -> dict:
     """What a user answering at random scores in expectation: picks uniformly, orders uniformly, says liked with
     probability 1/2, rates from the real histogram."""
     width = cases.ranking.candidates.shape[1]
-    out = {"pick": 1 / shown, **{f"ndcg@{k}": float(ndcg(np.arange(1, width + 1), k).mean()) for k in KS}}
+    out = {"pick": 1 / shown, "pick_unlisted": 1 / shown,
+           **{f"ndcg@{k}": float(ndcg(np.arange(1, width + 1), k).mean()) for k in KS}}
     for ratio in RATIOS:
         for metric, value in agreement_at_ratio(0.5, 0.5, ratio).items():
             out[f"{metric}_unrated_1:{ratio}"] = out[f"{metric}_disliked_1:{ratio}"] = value
@@ -416,7 +428,8 @@ def fidelity_tables(frame: pd.DataFrame, dataset: str) -> str:
 
     records = frame.to_dict("records")
     sections = [
-        ("Choice", ["pick", *(f"ndcg@{k}" for k in KS)], ["pick accuracy", *(f"NDCG@{k}" for k in KS)]),
+        ("Choice", ["pick", "pick_unlisted", *(f"ndcg@{k}" for k in KS)],
+         ["pick accuracy", "pick, no list", *(f"NDCG@{k}" for k in KS)]),
         ("Like / dislike (accuracy, F1)",
          [f"{m}_{n}_1:{r}" for n in ("unrated", "disliked") for r in RATIOS for m in ("accuracy", "f1")],
          [f"{m} {'unrated' if n == 'unrated' else 'real dislikes'} 1:{r}" for n in ("unrated", "disliked")

@@ -62,12 +62,13 @@ def test_a_user_that_answers_like_the_real_one_scores_perfectly():
     perfect = Answers(np.array([[0, 0, 1.0], [1.0, 0, 0]]), np.array([[1.0, 0], [0, 1.0]]),
                       [np.array([5, 1, 1]), np.array([4, 2])])
     got = measure(cases, perfect, resamples=20)
-    assert got["pick"] == 1 and got["ndcg@1"] == 1 and got["mae"] == 0 and got["rmse"] == 0
+    assert got["pick"] == 1 and got["pick_unlisted"] == 1 and got["ndcg@1"] == 1 and got["mae"] == 0
+    assert got["rmse"] == 0
     assert got["accuracy_unrated_1:1"] == 1 and got["accuracy_disliked_1:9"] == 1 and got["f1_unrated_1:3"] == 1
     assert (got["liked"], got["disliked"], got["unrated"], got["rated"]) == (2, 1, 2, 3)
     wrong = Answers(-perfect.ranking, -perfect.shown, [np.array([1, 5, 5]), np.array([1, 5])])
     got = measure(cases, wrong, resamples=20)
-    assert got["pick"] == 0 and got["ndcg@1"] == 0 and got["accuracy_unrated_1:1"] == 0
+    assert got["pick"] == 0 and got["pick_unlisted"] == 0 and got["ndcg@1"] == 0 and got["accuracy_unrated_1:1"] == 0
     assert got["mae"] == pytest.approx((4 + 4 + 3) / 3)
 
 
