@@ -143,7 +143,7 @@ def _fidelity(args) -> int:
 
 
 def _report(args) -> int:
-    from starec_env.benchmarks.report import render_runs, write_into
+    from starec_env.benchmarks.render import render_runs, write_into
 
     text = render_runs(args.runs)
     if args.out:

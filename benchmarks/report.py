@@ -1,14 +1,11 @@
-"""Results on disk: a paper-style markdown table, CSV + JSON of every number, PNG plots and a run record; and
-the docs' tables rendered back from those records (`starec report`), each with the command, data and commit that
-made it."""
+"""Results on disk: a paper-style markdown table, CSV + JSON of every number, PNG plots and a run record."""
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import itertools
 import json
 import platform
-import shlex
 import subprocess
 import sys
 import time
@@ -164,11 +161,18 @@ def run_record(config, records: list[dict], timings: list[dict]) -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    commit, changed = _git("rev-parse", "HEAD"), _git("status", "--porcelain", "--untracked-files=no")
-    return {"config": asdict(config), "command": sys.argv, "git_commit": commit or None,
-            "git_uncommitted_changes": bool(changed), "protocols": records,
+    commit, changed = _git_state()
+    return {"config": asdict(config), "command": sys.argv, "git_commit": commit,
+            "git_uncommitted_changes": changed, "protocols": records,
             "versions": versions, "python": sys.version, "platform": platform.platform(),
             "timings": timings}
+
+
+@functools.cache
+def _git_state() -> tuple[str | None, bool]:
+    """(commit, uncommitted changes?) of the code, read once per process: a commit made while a run is going
+    does not become that run's."""
+    return _git("rev-parse", "HEAD") or None, bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
 def _git(*args: str) -> str:
@@ -177,46 +181,3 @@ def _git(*args: str) -> str:
                               check=False).stdout.strip()
     except OSError:
         return ""
-
-
-# ---------------------------------------------------------------------------------------------- docs from runs
-REPORT_BEGIN, REPORT_END = "<!-- starec report: begin -->", "<!-- starec report: end -->"
-RENDERED = "<!-- rendered by starec report from"
-
-
-def render_runs(folders) -> str:
-    """Markdown for recorded runs: per results folder (bench or fidelity) its tables, under the command, data
-    checksums and commit that made them and a marker naming the run and its config hash."""
-    from starec_env.benchmarks.fidelity import fidelity_tables
-
-    parts = []
-    for folder in map(Path, folders):
-        record = read_json(folder / "run.json", "run record")
-        frame = pd.DataFrame(read_json(folder / "results.json", "results file")["rows"])
-        dataset = record["config"]["dataset"]
-        table = fidelity_tables(frame, dataset) if "row" in frame else summary_table(frame, dataset)
-        table = "\n".join(f"#{line}" if line.startswith("#") else line for line in table.splitlines())
-        parts.append(f"{provenance(folder, record)}\n\n{table}")
-    return "\n\n".join(parts)
-
-
-def provenance(folder: Path, record: dict) -> str:
-    command = "starec " + " ".join(shlex.quote(arg) for arg in record["command"][1:])
-    digest = hashlib.sha256(json.dumps(record["config"], sort_keys=True, default=str).encode()).hexdigest()[:12]
-    data = ", ".join(f"{name} `{sha[:12]}`" for protocol in record["protocols"]
-                     for name, sha in protocol["sources_sha256"].items())
-    commit = (record.get("git_commit") or "unknown")[:10]
-    commit += {True: " with uncommitted changes", False: "", None: ", working tree not recorded"}[
-        record.get("git_uncommitted_changes")]
-    return (f"{RENDERED} {folder.name}; config {digest} -->\n"
-            f"Made by `{command}` (commit {commit}); data SHA-256: {data}.")
-
-
-def write_into(page: Path, text: str) -> Path:
-    """`text` between the page's report markers (the rest of the page kept), or as the whole page if it has none."""
-    block = f"{REPORT_BEGIN}\n{text}\n{REPORT_END}"
-    current = page.read_text() if page.is_file() else ""
-    if REPORT_BEGIN in current and REPORT_END in current:
-        head, rest = current.split(REPORT_BEGIN, 1)
-        return write_text(page, head + block + rest.split(REPORT_END, 1)[1])
-    return write_text(page, block + "\n")

@@ -76,7 +76,7 @@ def test_every_relative_link_resolves(page):
 @pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
 def test_rendered_blocks_name_the_run_each_table_comes_from(page):
     """Between the report markers, every table follows a marker naming its recorded run (`starec report`)."""
-    from starec_env.benchmarks.report import RENDERED, REPORT_BEGIN, REPORT_END
+    from starec_env.benchmarks.render import RENDERED, REPORT_BEGIN, REPORT_END
 
     text = page.read_text()
     for block in text.split(REPORT_BEGIN)[1:]:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from starec_env.agents.grounded import GroundedChoice, standardise
-from starec_env.benchmarks.report import RENDERED, REPORT_BEGIN, REPORT_END, render_runs, write_into
+from starec_env.benchmarks.render import RENDERED, REPORT_BEGIN, REPORT_END, render_runs, write_into
 from starec_env.benchmarks import fidelity
 from starec_env.benchmarks.fidelity import (Answers, FidelityCases, FidelityConfig, fidelity_cases, held_out,
                                             measure, protocol_ratings, quantile_ratings)
@@ -143,8 +143,8 @@ def test_cheap_rows_repeat_under_a_seed(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_llm_users_answer_with_the_real_smollm(tmp_path, smollm, monkeypatch):
-    monkeypatch.setattr(fidelity, "Population", lambda catalogue, model, config: fidelity.Population(
-        catalogue, smollm, config))
+    population = fidelity.Population
+    monkeypatch.setattr(fidelity, "Population", lambda catalogue, model, config: population(catalogue, smollm, config))
     config = FidelityConfig(rows=("llm", "llm-slow"), n_users=2, cheap_users=2, resamples=10, fit=True,
                             out=str(tmp_path))
     rows, out = fidelity.run_fidelity(config)

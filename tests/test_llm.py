@@ -174,12 +174,13 @@ def test_continued_prefixes_and_last_token_options_score_like_a_fresh_pass(smoll
               {"role": "assistant", "content": f"I choose [1] {title}. My rating, from 1 to 5:"}]
              for title in ("Heat (1995)", "Toy Story (1995)", "Fargo (1996)")]
     options = [[" 1", " 2", " 3", " 4", " 5"], [" Yes", " No"], [" Fargo again", " Heat, the long cut"]]
-    before = smollm.tokens["scored"]
+    before, reused = smollm.tokens["scored"], smollm.reused_tokens
     cached = smollm.score_continuations(chats, options)
     fresh = plain.score_continuations(chats, options)
     for mine, theirs in zip(cached, fresh):
         assert mine == pytest.approx(theirs, abs=1e-4)
-    assert smollm.tokens["scored"] - before < plain.tokens["scored"]  # the shared description was not recomputed
+    assert smollm.reused_tokens - reused > 100 and plain.reused_tokens == 0  # the description was not recomputed
+    assert smollm.tokens["scored"] - before == plain.tokens["scored"]  # the cost record is the same either way
 
 
 def test_bfloat16_by_name_ranks_like_float32(smollm):

@@ -33,6 +33,7 @@ class TransformersLLM(LLM):
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
+        self.reused_tokens = 0  # prompt tokens whose KV came from the prefix cache instead of a forward pass
         self._prefills: OrderedDict[tuple[int, ...], object] = OrderedDict()  # token ids → their KV cache
         if threads:
             torch.set_num_threads(threads)
@@ -135,6 +136,7 @@ class TransformersLLM(LLM):
         tokens scores them all, with the same values as the general path."""
         shared = ids[0][:-1]
         _, logits = self._prefill(prefix + shared, keep=len(shared) + 1)
+        self.tokens["scored"] += len(ids)  # each option's own last token
         logprobs = logits[0].float().log_softmax(-1)
         common = sum(float(logprobs[i, token]) for i, token in enumerate(shared))
         return [(common + float(logprobs[-1, option[-1]])) / len(option) for option in ids]
@@ -156,7 +158,8 @@ class TransformersLLM(LLM):
             self._prefills.move_to_end(source)
         new = torch.tensor([ids[shared:]], device=self.device)
         output = self.model(new, past_key_values=cache, use_cache=True, logits_to_keep=keep)
-        self.tokens["scored"] += len(ids) - shared
+        self.tokens["scored"] += len(ids)  # tokens read, cached or not: a step's cost record does not depend on
+        self.reused_tokens += shared  # what earlier calls left in the cache; the saving is counted apart
         if self.prefix_cache:
             self._prefills[key] = copy.deepcopy(output.past_key_values)
             while len(self._prefills) > self.prefix_cache:
