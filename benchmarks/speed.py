@@ -178,20 +178,18 @@ def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, round
     config = AgentConfig()
     actions = np.random.default_rng(0).random((users, protocol.test.candidates.shape[1]))
     report = {"users": users, "model": llm.spec, "agent": asdict(config)}
-    batched = Population(protocol, llm, config)
-    vector = gym.make_vec(env_id, num_envs=users, mode="simulate", rounds=rounds, population=batched)
-    started = time.perf_counter()
-    vector.reset(seed=0)
-    for _ in range(rounds):
-        vector.step(actions)
-    report["simulate_batched"] = _simulated(batched, time.perf_counter() - started)
-    uncached = Population(protocol, load_llm(spec, threads=threads, batch_size=users, prefix_cache=0), config)
-    vector = gym.make_vec(env_id, num_envs=users, mode="simulate", rounds=rounds, population=uncached)
-    started = time.perf_counter()
-    vector.reset(seed=0)
-    for _ in range(rounds):
-        vector.step(actions)
-    report["simulate_batched_without_prefix_cache"] = _simulated(uncached, time.perf_counter() - started)
+
+    def batched(population):
+        vector = gym.make_vec(env_id, num_envs=users, mode="simulate", rounds=rounds, population=population)
+        started = time.perf_counter()
+        vector.reset(seed=0)
+        for _ in range(rounds):
+            vector.step(actions)
+        return _simulated(population, time.perf_counter() - started)
+
+    report["simulate_batched"] = batched(Population(protocol, llm, config))
+    report["simulate_batched_without_prefix_cache"] = batched(Population(
+        protocol, load_llm(spec, threads=threads, batch_size=users, prefix_cache=0), config))
     report["prefix_cache_speedup"] = (report["simulate_batched"]["user_steps_per_second"]
                                       / report["simulate_batched_without_prefix_cache"]["user_steps_per_second"])
     one_by_one = Population(protocol, llm, config)
