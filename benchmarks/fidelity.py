@@ -94,9 +94,11 @@ class FidelityCases:
     def __len__(self) -> int:
         return len(self.ranking)
 
-    def subset(self, count: int) -> FidelityCases:
-        return FidelityCases(self.ranking.subset(slice(0, count)), self.shown[:count], self.shown_target[:count],
-                             self.items[:count], self.real[:count])
+    def subset(self, index: slice | int) -> FidelityCases:
+        """The cases of `index` (a slice), or of the first `index` users."""
+        index = slice(0, index) if isinstance(index, int) else index
+        return FidelityCases(self.ranking.subset(index), self.shown[index], self.shown_target[index],
+                             self.items[index], self.real[index])
 
 
 def fidelity_cases(protocol: Protocol, ratings: pd.DataFrame, shown: int = 5, unrated: int = 3,
@@ -186,7 +188,7 @@ class LLMUser:
     def answer(self, cases: FidelityCases, desc: str = "llm") -> Answers:
         answers = []
         for start in tqdm(range(0, len(cases), self.chunk), desc=desc, unit=f"×{self.chunk} users"):
-            answers.append(self._answer(_slice(cases, start, start + self.chunk)))
+            answers.append(self._answer(cases.subset(slice(start, start + self.chunk))))
         return Answers(np.concatenate([a.ranking for a in answers]), np.concatenate([a.shown for a in answers]),
                        [r for a in answers for r in a.ratings])
 
@@ -226,12 +228,6 @@ class LLMUser:
                       for chat, item in zip(chats(memory, [[i] for i in cases.items[b]]), cases.items[b])]
             ratings.append(np.asarray(fast.rate(llm, chosen)))
         return Answers(np.asarray(ranking), np.asarray(shown), ratings)
-
-
-def _slice(cases: FidelityCases, start: int, end: int) -> FidelityCases:
-    index = slice(start, end)
-    return FidelityCases(cases.ranking.subset(index), cases.shown[index], cases.shown_target[index],
-                         cases.items[index], cases.real[index])
 
 
 # ------------------------------------------------------------------------------------------------- measures
