@@ -28,6 +28,12 @@ SEEDS ?= 0
 # the STARec agent on the embedded SmolLM2 (slow thinking included): ~45 s per user on this CPU, so a few users
 LLM_POLICIES ?= starec
 LLM_USERS ?= 32
+# both runs go under one folder, and one table combines them on the users they share
+BENCH_OUT := results/bench-$(DATASET)-$(shell date +%Y%m%d-%H%M%S)
 bench: setup
-	$(VENV)/bin/starec bench --dataset $(DATASET) --policies $(POLICIES) --train full,sample --seeds $(SEEDS)
-	$(VENV)/bin/starec bench --dataset $(DATASET) --policies $(LLM_POLICIES) --seeds $(SEEDS) --users $(LLM_USERS)
+	$(VENV)/bin/starec bench --dataset $(DATASET) --policies $(POLICIES) --train full,sample --seeds $(SEEDS) \
+		--out $(BENCH_OUT)
+	$(VENV)/bin/starec bench --dataset $(DATASET) --policies $(LLM_POLICIES) --seeds $(SEEDS) --users $(LLM_USERS) \
+		--out $(BENCH_OUT)
+	$(VENV)/bin/starec report $(BENCH_OUT)/*/ --combined --out $(BENCH_OUT)/combined.md
+	@echo "combined table: $(BENCH_OUT)/combined.md (each run's table.md, plots and traces/ beside it)"

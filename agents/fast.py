@@ -45,16 +45,20 @@ def choose(llm: LLM, chats: Sequence[Chat], shown: Sequence[Sequence[str]], mode
     if mode not in CHOICE_MODES:
         raise ValueError(f"unknown choice mode {mode!r}; expected one of {CHOICE_MODES}")
     before = sum(llm.tokens.values())
-    picks = _pick_by_likelihood(llm, chats, shown, pick) if mode == "likelihood" else _pick_by_generation(
-        llm, chats, shown, max_tokens)
+    with llm.phase("choice"):
+        picks = _pick_by_likelihood(llm, chats, shown, pick) if mode == "likelihood" else _pick_by_generation(
+            llm, chats, shown, max_tokens)
     said = [[*chat, {"role": "assistant", "content": f"I choose {candidate_label(p)} {titles[p]}."}]
             for chat, (p, _, _), titles in zip(chats, picks, shown)]
-    ratings = rate(llm, said)
+    with llm.phase("rating"):
+        ratings = rate(llm, said)
     reasons = [text for _, _, text in picks]
     if rationale and mode == "likelihood":
         because = [[*chat[:-1], {"role": "assistant", "content": f"{chat[-1]['content'][:-1]} because"}]
                    for chat in said]
-        reasons = [f"because {c.text}" for (c,) in llm.generate(because, Sampling(max_tokens=max_tokens, stop=("\n",)))]
+        with llm.phase("rationale"):
+            written = llm.generate(because, Sampling(max_tokens=max_tokens, stop=("\n",)))
+        reasons = [f"because {c.text}" for (c,) in written]
     share = (sum(llm.tokens.values()) - before) // max(len(chats), 1)
     return [Choice(position, rating, reason, parsed, share)
             for (position, parsed, _), rating, reason in zip(picks, ratings, reasons)]

@@ -68,12 +68,13 @@ class FeedbackLoop:
     def step(self, memories: Sequence[Memory], rounds: Sequence[Round], decide: Decide,
              reflect: str = "mismatch") -> list[tuple[Decision, slow.Reflection | None]]:
         """One round for every memory: fast thinking decides, the decision is compared with the real choice, and
-        slow thinking reflects on a miss (`reflect="mismatch"`), on every round (`"always"`) or never."""
+        slow thinking reflects on a miss (`reflect="mismatch"`), on every round (`"always"`) or never; a round
+        without a real choice (target None) is never reflected on."""
         if reflect not in REFLECT_WHEN:
             raise ValueError(f"reflect must be one of {REFLECT_WHEN}, got {reflect!r}")
         decisions = decide(memories, rounds)
-        todo = [i for i, (r, d) in enumerate(zip(rounds, decisions))
-                if reflect == "always" or (reflect == "mismatch" and d.pick != r.target)]
+        todo = [i for i, (r, d) in enumerate(zip(rounds, decisions)) if r.target is not None  # a real choice to
+                and (reflect == "always" or (reflect == "mismatch" and d.pick != r.target))]  # compare with
         reflections: list[slow.Reflection | None] = [None] * len(rounds)
         done = self.reflect([memories[i] for i in todo], [rounds[i] for i in todo], [decisions[i] for i in todo])
         for i, reflection in zip(todo, done):

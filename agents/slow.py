@@ -32,7 +32,8 @@ class Reflection:
 def summarize(llm: LLM, chats: Sequence[Chat], max_tokens: int = 48) -> list[str]:
     """First preference summaries, one per `prompts.summary_chat`, in one batched call."""
     prefilled = [[*chat, {"role": "assistant", "content": "This user"}] for chat in chats]
-    answers = llm.generate(prefilled, Sampling(max_tokens=max_tokens, stop=("\n\n",)))
+    with llm.phase("summary"):
+        answers = llm.generate(prefilled, Sampling(max_tokens=max_tokens, stop=("\n\n",)))
     return [clip(continued("This user", completion.text)) for (completion,) in answers]
 
 
@@ -42,7 +43,8 @@ def reflect(llm: LLM, chats: Sequence[Chat], old_summaries: Sequence[str], targe
     openings = [f"the user chose {target} because" for target in targets]
     prefilled = [[*chat, {"role": "assistant", "content": f"Reflection: {opening}"}]
                  for chat, opening in zip(chats, openings)]
-    answers = llm.generate(prefilled, Sampling(max_tokens=max_tokens, stop=("\n\n",)))
+    with llm.phase("reflection"):
+        answers = llm.generate(prefilled, Sampling(max_tokens=max_tokens, stop=("\n\n",)))
     return [read_reflection(completion.text, old, opening, completion.prompt_tokens + completion.completion_tokens)
             for (completion,), old, opening in zip(answers, old_summaries, openings)]
 

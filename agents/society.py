@@ -56,11 +56,12 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class FeedbackRequest:
-    """What an environment asks of a user: react to `shown` (in the policy's order) given the logged `target`."""
+    """What an environment asks of a user: react to `shown` (in the policy's order) given the logged `target`, or,
+    with no target (a session), with the pick becoming the user's next history item."""
 
     user: int
     shown: Sequence[int]
-    target: int
+    target: int | None
     seed: int  # for the display order of this step
 
 
@@ -153,7 +154,8 @@ class Population:
         steps = self.loop.step(memories, rounds, choose, self.config.reflect)
         feedback = []
         for request, memory, choice, (decision, reflection) in zip(requests, memories, choices, steps):
-            memory.remember(request.target)  # the walk follows the user's real interactions
+            # a walk follows the user's real interactions; a session, the user's own picks
+            memory.remember(decision.pick if request.target is None else request.target)
             feedback.append(Feedback(decision.pick, list(request.shown).index(decision.pick) + 1, choice.rating,
                                      choice.liked, choice.rationale, choice.parsed, decision.pick == request.target,
                                      reflection, memory.to_dict(),

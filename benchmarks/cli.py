@@ -56,11 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity = commands.add_parser("fidelity", help="simulated users against held-out real behaviour: choice, "
                                    "like / dislike, rating")
     add_config_flags(fidelity, FidelityConfig)
+    fidelity.add_argument("--resume", help="the results folder of a killed run with the same settings: continue it")
     fidelity.set_defaults(func=_fidelity)
 
     report = commands.add_parser("report", help="render recorded runs' tables (with their provenance) for the docs")
     report.add_argument("runs", nargs="+", help="results folders of `starec bench` or `starec fidelity`")
     report.add_argument("--out", help="a page to write into, between its report markers (default: print)")
+    report.add_argument("--combined", action="store_true",
+                        help="`starec bench` runs as one table, every row on the test users all of them share")
     report.set_defaults(func=_report)
 
     model = commands.add_parser("model", help="the embedded default LLM").add_subparsers(dest="action", required=True)
@@ -80,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--model", help="LLM spec for `llm` (default: embedded SmolLM2)")
     speed.add_argument("--threads", type=int, default=2)
     speed.add_argument("--users", type=int, default=16, help="`env`: simulated users stepped together")
+    speed.add_argument("--rounds", type=int, default=2, help="`env`: steps per simulated user")
+    speed.add_argument("--choices", default="likelihood,generate",
+                       help="`env`: the users' choice modes to time (agents.fast.CHOICE_MODES), comma-separated")
     speed.add_argument("--max-tokens", type=int, default=32,
                        help="`llm`: tokens generated per prompt (192: a `<think>` rationale + ranking, as in GRPO)")
     speed.add_argument("--recbole-python", help="python of a venv with recbole==1.2.1 for the side-by-side run")
@@ -138,14 +144,14 @@ def _fidelity(args) -> int:
     from starec_env.benchmarks.fidelity import FidelityConfig, run_fidelity
     from starec_env.benchmarks.flags import config_from_flags
 
-    run_fidelity(config_from_flags(FidelityConfig, args))
+    run_fidelity(config_from_flags(FidelityConfig, args), Path(args.resume) if args.resume else None)
     return 0
 
 
 def _report(args) -> int:
-    from starec_env.benchmarks.render import render_runs, write_into
+    from starec_env.benchmarks.render import render_combined, render_runs, write_into
 
-    text = render_runs(args.runs)
+    text = render_combined(args.runs) if args.combined else render_runs(args.runs)
     if args.out:
         print(f"rendered {len(args.runs)} run(s) into {write_into(Path(args.out), text)}")
     else:
@@ -161,7 +167,8 @@ def _speed(args) -> int:
     elif args.kind == "train":
         report = train_speed(args.dataset, threads=args.threads)
     elif args.kind == "env":
-        report = env_speed(args.model, threads=args.threads, users=args.users, dataset=args.dataset)
+        report = env_speed(args.model, threads=args.threads, users=args.users, rounds=args.rounds,
+                           dataset=args.dataset, choices=args.choices.split(","))
     else:
         report = llm_speed(args.model, threads=args.threads, max_tokens=args.max_tokens, dataset=args.dataset)
     write_report(report, args.out, args.kind)

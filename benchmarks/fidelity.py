@@ -5,8 +5,9 @@ case shows (every positive before the test item) and answers:
 
 - **choice**: pick one of `shown` items (the real test item and `shown - 1` of its protocol negatives, in a seeded
   random order) → pick accuracy, chance 1/shown (and "no list": the shown item the user's ordering utility puts
-  first, as a user asked what it chooses next without the list in its prompt would pick); and order all 20 protocol candidates (asked what it chooses next,
-  each candidate scored as the answer) → NDCG@1/5/10/20, on the same cases as the policy table;
+  first, as a user asked what it chooses next without the list in its prompt would pick); and order all 20
+  protocol candidates (asked what it chooses next, each candidate scored as the answer) → NDCG@1/5/10/20, on the
+  same cases as the policy table;
 - **like / dislike and rating**: every item the user really rated, at any rating, at or after their validation
   interaction and not in that history (held out by time: neither the memory, nor the summary, nor any training view
   contains them), and `unrated` items the user never rated (the case's protocol negatives). Liked is a real rating
@@ -20,12 +21,17 @@ environment); `llm-slow` (the same user after one feedback-loop round on its val
 a miss and rewrites its summary); and, with `fit`, `grounded` (`agents.grounded`: LLM and prior combined, its two
 weights fitted on the validation cases only). Score-based users rate by quantile: an item's percentile among the
 user's items, mapped onto the training rating histogram. Standard errors come from resampling users.
+
+An LLM row saves its answers every `chunk` users (`partial/`, with the population's summaries), and a finished one
+its answers (`answers/`): `starec fidelity --resume DIR` continues a killed run where it stopped, under the same
+settings only, and reproduces an uninterrupted run's numbers.
 """
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -37,7 +43,7 @@ from starec_env.agents import fast, prompts
 from starec_env.agents.grounded import GroundedChoice
 from starec_env.agents.society import AgentConfig, FeedbackRequest, Population
 from starec_env.datasets import dataset_spec
-from starec_env.files import atomic_path, write_json, write_text
+from starec_env.files import atomic_path, read_json, write_json, write_text
 from starec_env.metrics import (RATING_SCALE, agreement_at_ratio, bootstrap_se, js_divergence, ndcg, rating_errors,
                                 rating_histogram, target_ranks)
 from starec_env.policies.base import PopularityPolicy, RandomPolicy
@@ -68,6 +74,8 @@ class FidelityConfig:
     model: str | None = field(default=None, metadata={"help": "LLM spec (default: the embedded SmolLM2)"})
     seed: int = field(default=0, metadata={"help": "protocol seed and the seed of every random draw"})
     resamples: int = field(default=200, metadata={"help": "bootstrap resamples of users for standard errors"})
+    chunk: int = field(default=16, metadata={
+        "help": "LLM users answered together (first summaries in one batch) between checkpoints"})
     out: str = field(default="results", metadata={"help": "parent folder of the results folder"})
     data_path: str | None = field(default=None, metadata={"flag": "--path", "help": "data folder"})
 
@@ -75,9 +83,9 @@ class FidelityConfig:
         unknown = set(self.rows) - set(ROWS)
         if unknown:
             raise ValueError(f"unknown fidelity rows {sorted(unknown)}; expected some of {ROWS}")
-        if not 2 <= self.shown <= 20 or self.unrated < 1 or self.n_users < 1:
-            raise ValueError(f"need 2 <= shown <= 20, unrated >= 1 and users >= 1; got {self.shown}, {self.unrated}, "
-                             f"{self.n_users}")
+        if not 2 <= self.shown <= 20 or self.unrated < 1 or self.n_users < 1 or self.chunk < 1:
+            raise ValueError(f"need 2 <= shown <= 20, unrated >= 1, users >= 1 and chunk >= 1; got {self.shown}, "
+                             f"{self.unrated}, {self.n_users}, {self.chunk}")
 
 
 # ------------------------------------------------------------------------------------------------- cases
@@ -178,6 +186,30 @@ def _with_candidates(cases: Cases, candidates: np.ndarray) -> Cases:
     return Cases(cases.users, cases.histories, np.asarray(candidates), np.zeros(len(cases), dtype=np.int64))
 
 
+def joined(parts: Sequence[Answers]) -> Answers:
+    return Answers(np.concatenate([a.ranking for a in parts]), np.concatenate([a.shown for a in parts]),
+                   [r for a in parts for r in a.ratings])
+
+
+def write_answers(path: Path, answers: Answers, cases: FidelityCases, **extra) -> None:
+    """An LLM row's answers for the first users of `cases`, as JSON (no pickle)."""
+    users = cases.ranking.users[: len(answers.ranking)].tolist()
+    write_json(path, {"users": users, "ranking": answers.ranking.tolist(), "shown": answers.shown.tolist(),
+                      "ratings": [r.tolist() for r in answers.ratings], **extra})
+
+
+def read_answers(path: Path, cases: FidelityCases) -> Answers:
+    saved = read_json(path, "saved fidelity answers")
+    if saved["users"] != cases.ranking.users[: len(saved["users"])].tolist():
+        raise ValueError(f"{path} holds answers of other users than this run's cases; delete it to answer anew")
+    return Answers(np.asarray(saved["ranking"], dtype=float), np.asarray(saved["shown"], dtype=float),
+                   [np.asarray(r) for r in saved["ratings"]])
+
+
+def population_file(folder: Path) -> Path:
+    return folder / "population.json"
+
+
 class LLMUser:
     """The environment's simulated user (`agents.society.Population`), asked the fidelity questions; with
     `slow_thinking`, after one round of the feedback loop on its validation case."""
@@ -185,12 +217,19 @@ class LLMUser:
     def __init__(self, population: Population, protocol: Protocol, slow_thinking: bool = False, chunk: int = 16):
         self.population, self.protocol, self.slow_thinking, self.chunk = population, protocol, slow_thinking, chunk
 
-    def answer(self, cases: FidelityCases, desc: str = "llm") -> Answers:
-        answers = []
-        for start in tqdm(range(0, len(cases), self.chunk), desc=desc, unit=f"×{self.chunk} users"):
+    def answer(self, cases: FidelityCases, desc: str = "llm", checkpoint: Path | None = None) -> Answers:
+        """Every user's answers, `chunk` users at a time; with `checkpoint`, saved after each chunk (with the
+        population's summaries beside it) and continued from there."""
+        answers = [read_answers(checkpoint, cases)] if checkpoint and checkpoint.is_file() else []
+        done = len(answers[0].ranking) if answers else 0
+        starts = range(done, len(cases), self.chunk)
+        for start in tqdm(starts, desc=desc, unit=f"×{self.chunk} users", initial=done // self.chunk,
+                          total=done // self.chunk + len(starts)):
             answers.append(self._answer(cases.subset(slice(start, start + self.chunk))))
-        return Answers(np.concatenate([a.ranking for a in answers]), np.concatenate([a.shown for a in answers]),
-                       [r for a in answers for r in a.ratings])
+            if checkpoint:
+                self.population.save(population_file(checkpoint.parent))
+                write_answers(checkpoint, joined(answers), cases)
+        return joined(answers)
 
     def memories(self, cases: FidelityCases):
         """Each user's memory at the test case: its first summary, or (slow thinking) the summary it rewrote after
@@ -202,9 +241,9 @@ class LLMUser:
         rows = [int(np.flatnonzero(valid.users == u)[0]) for u in users]
         memories = self.population.start(users, [valid.histories[r] for r in rows])
         shown = self.population.config.shown
-        self.population.respond([
-            FeedbackRequest(int(u), [int(valid.targets[r]), *np.delete(valid.candidates[r], valid.target_index[r])
-                                     [: shown - 1].tolist()], int(valid.targets[r]), int(u)) for u, r in zip(users, rows)])
+        negatives = [np.delete(valid.candidates[r], valid.target_index[r])[: shown - 1].tolist() for r in rows]
+        self.population.respond([FeedbackRequest(int(u), [int(valid.targets[r]), *others], int(valid.targets[r]),
+                                                 int(u)) for u, r, others in zip(users, rows, negatives)])
         return memories  # each remembered its validation item: its history is now the test history
 
     def _answer(self, cases: FidelityCases) -> Answers:
@@ -319,8 +358,9 @@ def chance(cases: FidelityCases, histogram: np.ndarray, shown: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- the run
-def run_fidelity(config: FidelityConfig) -> tuple[list[dict], Path]:
-    """Measure every row and write the results folder; returns (rows, folder)."""
+def run_fidelity(config: FidelityConfig, resume: Path | None = None) -> tuple[list[dict], Path]:
+    """Measure every row and write the results folder, or continue `resume`, a folder of a run with the same
+    settings (rows without an LLM are recomputed: they take seconds); returns (rows, folder)."""
     from starec_env.benchmarks.report import new_results_dir
 
     protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.seed), config.data_path)
@@ -328,7 +368,9 @@ def run_fidelity(config: FidelityConfig) -> tuple[list[dict], Path]:
     cases = fidelity_cases(protocol, ratings, config.shown, config.unrated, config.seed)
     train = protocol.train("full")
     histogram = training_histogram(ratings, protocol)
-    out = new_results_dir(config.out, f"fidelity-{protocol.dataset}")
+    if resume is not None:
+        check_resumable(resume, config)
+    out = resume or new_results_dir(config.out, f"fidelity-{protocol.dataset}")
     cheap, few = cases.subset(config.cheap_users), cases.subset(config.n_users)
     rows: list[dict] = [{"row": "chance", "users": len(few), **chance(few, histogram, config.shown)}]
     prior = make_policy(config.prior, seed=config.seed).fit(train)
@@ -345,17 +387,14 @@ def run_fidelity(config: FidelityConfig) -> tuple[list[dict], Path]:
                 rows.append({"row": name, **measure(subset, sliced, config.resamples, config.seed),
                              "seconds": round(time.perf_counter() - started, 2)})
         else:
-            population = population or Population(protocol, config.model, AgentConfig())
-            before = sum(population.llm.tokens.values())
-            answers[name] = LLMUser(population, protocol, slow_thinking=name == "llm-slow").answer(few, desc=name)
-            rows.append({"row": name, **measure(few, answers[name], config.resamples, config.seed),
-                         "seconds": round(time.perf_counter() - started, 2),
-                         "tokens_per_user": (sum(population.llm.tokens.values()) - before) / len(few)})
+            population = population or _population(protocol, config, out)
+            answers[name], cost = _llm_row(name, population, protocol, few, out, config.chunk)
+            rows.append({"row": name, **measure(few, answers[name], config.resamples, config.seed), **cost})
         write_fidelity(rows, config, protocol, out, answers, few, histogram)
     if config.fit:
-        population = population or Population(protocol, config.model, AgentConfig())
+        population = population or _population(protocol, config, out)
         model = fit_grounded(population, protocol, prior, few)
-        llm = answers.get("llm") or LLMUser(population, protocol).answer(few, desc="llm")
+        llm = answers.get("llm") or _llm_row("llm", population, protocol, few, out, config.chunk)[0]
         prior_answers = score_user(prior.score, few, histogram)
         grounded = Answers(model.utility(llm.ranking, prior_answers.ranking),
                            model.utility(llm.shown, prior_answers.shown), None)
@@ -365,6 +404,45 @@ def run_fidelity(config: FidelityConfig) -> tuple[list[dict], Path]:
                      **model.to_dict()})
     write_fidelity(rows, config, protocol, out, answers, few, histogram, quiet=False)
     return rows, out
+
+
+def check_resumable(folder: Path, config: FidelityConfig) -> None:
+    """A folder to continue must be a fidelity run made under these settings (all but `out`)."""
+    if not (folder / "run.json").is_file():
+        raise ValueError(f"{folder}: no run.json, not a fidelity results folder; start without --resume")
+    earlier = read_json(folder / "run.json", "run record")["config"]
+    now = {key: value for key, value in json.loads(json.dumps(asdict(config), default=str)).items() if key != "out"}
+    differ = [f"{key}: {earlier.get(key)!r} there, {value!r} now" for key, value in now.items()
+              if earlier.get(key) != value]
+    if differ:
+        raise ValueError(f"{folder} was measured under other settings ({'; '.join(differ)}); resume with the "
+                         "same settings, or start a new results folder")
+
+
+def _population(protocol: Protocol, config: FidelityConfig, out: Path) -> Population:
+    """The simulated users, with the summaries an interrupted run of this folder had written."""
+    population = Population(protocol, config.model, AgentConfig())
+    saved = population_file(out / "partial")
+    return population.load(saved) if saved.is_file() else population
+
+
+def _llm_row(name: str, population: Population, protocol: Protocol, cases: FidelityCases, out: Path,
+             chunk: int) -> tuple[Answers, dict]:
+    """(answers, cost) of an LLM row: read from `answers/` when an earlier run finished it, else answered with a
+    checkpoint in `partial/` and saved."""
+    finished = out / "answers" / f"{name}.json"
+    if finished.is_file():
+        return read_answers(finished, cases), {k: read_json(finished, "saved fidelity answers")[k]
+                                               for k in ("seconds", "tokens_per_user")}
+    started, before = time.perf_counter(), sum(population.llm.tokens.values())
+    partial = out / "partial" / f"{name}.json"
+    user = LLMUser(population, protocol, slow_thinking=name == "llm-slow", chunk=chunk)
+    answers = user.answer(cases, name, partial)
+    cost = {"seconds": round(time.perf_counter() - started, 2),
+            "tokens_per_user": (sum(population.llm.tokens.values()) - before) / len(cases)}
+    write_answers(finished, answers, cases, **cost)
+    partial.unlink(missing_ok=True)
+    return answers, cost
 
 
 def fit_grounded(population: Population, protocol: Protocol, prior, cases: FidelityCases) -> GroundedChoice:

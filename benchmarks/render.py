@@ -8,11 +8,13 @@ import json
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from starec_env.benchmarks.fidelity import fidelity_tables
 from starec_env.benchmarks.report import summary_table
 from starec_env.files import read_json, write_text
+from starec_env.metrics import summarize
 
 REPORT_BEGIN, REPORT_END = "<!-- starec report: begin -->", "<!-- starec report: end -->"
 RENDERED = "<!-- rendered by starec report from"
@@ -30,6 +32,30 @@ def render_runs(folders) -> str:
         table = "\n".join(f"#{line}" if line.startswith("#") else line for line in table.splitlines())
         parts.append(f"{provenance(folder, record)}\n\n{table}")
     return "\n\n".join(parts)
+
+
+def render_combined(folders) -> str:
+    """One table of every `starec bench` row in `folders`, each scored on the users all of them share (the first
+    N test users, N the fewest any row has), under each run's provenance: runs of different sizes, such as the
+    classical rows on 1,000 users and an LLM row on 32, compared on the same cases."""
+    records, rows = [], []
+    for folder in map(Path, folders):
+        records.append((folder, read_json(folder / "run.json", "run record")))
+        rows += [{**row, "folder": folder} for row in read_json(folder / "results.json", "results file")["rows"]]
+    datasets = {record["config"]["dataset"] for _, record in records}
+    if len(datasets) != 1 or not rows or any("ranks" not in row for row in rows):
+        raise ValueError(f"--combined needs `starec bench` runs of one dataset whose rows keep their per-user ranks "
+                         f"(got datasets {sorted(datasets)}; rows without ranks: "
+                         f"{sorted({str(r['folder']) for r in rows if 'ranks' not in r})})")
+    keys = [(row["policy"], row["view"], row["seed"]) for row in rows]
+    if len(set(keys)) < len(keys):
+        raise ValueError(f"--combined: a row (policy, view, seed) is in more than one run: {sorted(keys)}")
+    shared = min(len(row["ranks"]) for row in rows)
+    frame = pd.DataFrame([{**{k: v for k, v in row.items() if k not in ("ranks", "curve", "folder")},
+                           **summarize(np.asarray(row["ranks"][:shared])), "users": shared} for row in rows])
+    heading = f"### Every row on the first {shared} test users"
+    return "\n\n".join([*(provenance(folder, record) for folder, record in records), heading,
+                         summary_table(frame, datasets.pop())])
 
 
 def provenance(folder: Path, record: dict) -> str:

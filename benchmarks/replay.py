@@ -170,7 +170,7 @@ def _run_one(spec: str, view: str, seed: int, protocol: Protocol, config: BenchC
         if not any(partial.parent.iterdir()):
             partial.parent.rmdir()
     return {**usage, "policy": name, "view": view if learns else "-", "seed": seed, "spec": spec, "view_asked": view,
-            "users": len(result.ranks),
+            "users": len(result.ranks), "ranks": result.ranks.tolist(),  # per test user, in case order
             **result.metrics, "train_seconds": round(train_seconds, 3), "eval_seconds": round(result.seconds, 4),
             "lists_per_second": round(len(result.ranks) / max(result.seconds, 1e-9), 1),
             **({"curve": policy.history} if getattr(policy, "history", None) else {})}

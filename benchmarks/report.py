@@ -75,7 +75,8 @@ def check_same_protocol(earlier: list[dict], record: dict, out: Path) -> None:
 
 
 def write_results(rows: list[dict], records: list[dict], config, out: Path, quiet: bool = False) -> None:
-    frame = pd.DataFrame([{k: v for k, v in row.items() if k not in ("curve", "spec", "view_asked")} for row in rows])
+    frame = pd.DataFrame([{k: v for k, v in row.items() if k not in ("curve", "spec", "view_asked", "ranks")}
+                          for row in rows])
     timings = frame[["policy", "view", "seed", "train_seconds", "eval_seconds"]].to_dict("records")
     write_json(out / "run.json", run_record(config, records, timings), indent=1, default=str)  # before the rows: a
     with atomic_path(out / "results.csv") as scratch:  # folder with results.json always has the record to resume by

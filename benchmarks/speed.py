@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -141,8 +142,10 @@ def llm_speed(spec: str | None = None, threads: int = 2, prompts: int = 32, batc
 
 
 def env_speed(spec: str | None = None, threads: int = 2, users: int = 16, rounds: int = 2,
-              replay_steps: int = 20000, dataset: str = "ml-1m") -> dict:
-    """Replay throughput (single and vector env), then simulate mode batched vs one by one (`users=0` skips it)."""
+              replay_steps: int = 20000, dataset: str = "ml-1m",
+              choices: Sequence[str] = ("likelihood", "generate")) -> dict:
+    """Replay throughput (single and vector env), then simulate mode batched vs one by one in each of `choices`
+    (`users=0` skips it)."""
     import gymnasium as gym
 
     env_id = "starec_env:STARec-v0"
@@ -163,23 +166,27 @@ def env_speed(spec: str | None = None, threads: int = 2, users: int = 16, rounds
         stepped += int(vector.step(actions)[4].get("_rank", np.zeros(1)).sum())  # restarting envs take no step
     report["replay_vector16_user_steps_per_second"] = stepped / (time.perf_counter() - started)
     if users:
-        report.update(_simulate_speed(env_id, protocol, spec, threads, users, rounds))
+        report.update(_simulate_speed(env_id, protocol, spec, threads, users, rounds, choices))
     report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
 
 
-def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, rounds: int) -> dict:
+def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, rounds: int,
+                    choices: Sequence[str]) -> dict:
+    """Simulate mode on the same users and seeds, for each choice mode batched and one by one, and for the default
+    (likelihood) user also batched without the prefix cache and with the rationale written; each run with its time
+    per phase (`LLM.profile`)."""
     import gymnasium as gym
 
-    from starec_env.agents.llm import load_llm
     from starec_env.agents.society import AgentConfig, Population
 
-    llm = load_llm(spec, threads=threads, batch_size=users)
     config = AgentConfig()
     actions = np.random.default_rng(0).random((users, protocol.test.candidates.shape[1]))
-    report = {"users": users, "model": llm.spec, "agent": asdict(config)}
+    report = {"users": users, "agent": asdict(config)}
 
-    def batched(population):
+    def batched(config: AgentConfig, prefix_cache: int = 32) -> dict:
+        population = Population(protocol, _local_llm(spec, threads=threads, batch_size=users,
+                                                     prefix_cache=prefix_cache), config)
         vector = gym.make_vec(env_id, num_envs=users, mode="simulate", rounds=rounds, population=population)
         started = time.perf_counter()
         vector.reset(seed=0)
@@ -187,22 +194,41 @@ def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, round
             vector.step(actions)
         return _simulated(population, time.perf_counter() - started)
 
-    report["simulate_batched"] = batched(Population(protocol, llm, config))
-    report["simulate_batched_without_prefix_cache"] = batched(Population(
-        protocol, load_llm(spec, threads=threads, batch_size=users, prefix_cache=0), config))
-    report["prefix_cache_speedup"] = (report["simulate_batched"]["user_steps_per_second"]
-                                      / report["simulate_batched_without_prefix_cache"]["user_steps_per_second"])
-    one_by_one = Population(protocol, llm, config)
-    started = time.perf_counter()
-    for i in range(users):
-        env = gym.make(env_id, mode="simulate", rounds=rounds, population=one_by_one)
-        env.reset(seed=i)
-        for _ in range(rounds):
-            env.step(actions[i])
-    report["simulate_one_by_one"] = _simulated(one_by_one, time.perf_counter() - started)
-    report["simulate_batched_speedup"] = (report["simulate_batched"]["user_steps_per_second"]
-                                          / report["simulate_one_by_one"]["user_steps_per_second"])
+    def one_by_one(config: AgentConfig) -> dict:
+        population = Population(protocol, _local_llm(spec, threads=threads, batch_size=users), config)
+        started = time.perf_counter()
+        for i in range(users):
+            env = gym.make(env_id, mode="simulate", rounds=rounds, population=population)
+            env.reset(seed=i)
+            for _ in range(rounds):
+                env.step(actions[i])
+        return _simulated(population, time.perf_counter() - started)
+
+    for choice in choices:
+        mode = replace(config, choice=choice)
+        suffix = "" if choice == "likelihood" else f"_{choice}"
+        report[f"simulate_batched{suffix}"] = batched(mode)
+        if choice == "likelihood":
+            report["simulate_batched_without_prefix_cache"] = batched(mode, prefix_cache=0)
+            report["simulate_batched_with_rationale"] = batched(replace(mode, rationale=True))
+        report[f"simulate_one_by_one{suffix}"] = one_by_one(mode)
+    rate = {name: run["user_steps_per_second"] for name, run in report.items() if name.startswith("simulate_")}
+    for choice in choices:
+        suffix = "" if choice == "likelihood" else f"_{choice}"
+        report[f"simulate_batched_speedup{suffix}"] = rate[f"simulate_batched{suffix}"] / rate[
+            f"simulate_one_by_one{suffix}"]
+    if "likelihood" in choices:
+        report["prefix_cache_speedup"] = rate["simulate_batched"] / rate["simulate_batched_without_prefix_cache"]
+        report["rationale_slowdown"] = rate["simulate_batched"] / rate["simulate_batched_with_rationale"]
     return report
+
+
+def _local_llm(spec: str | None, **options):
+    """The model under test; the in-process settings (threads, batch size, prefix cache) reach hf: models only, a
+    served one (`openai:`) is timed as its server runs it."""
+    from starec_env.agents.llm import load_llm
+
+    return load_llm(spec, **(options if spec is None or spec.startswith(("hf:", "default", "embedded")) else {}))
 
 
 def train_speed(dataset: str = "ml-1m", threads: int = 2, steps: int = 2, batch_size: int = 4, rollouts: int = 8,
@@ -267,10 +293,14 @@ def _rollout_speed(model_dir: str, chat, rollouts: int, tokens: int) -> dict:
 
 
 def _simulated(population, seconds: float) -> dict:
-    """Rates of a simulate run; its seconds include the first summaries written at reset."""
+    """Rates of a simulate run (its seconds include the first summaries written at reset) and its phases."""
     steps = population.counts["steps"]
-    return {"seconds": seconds, "user_steps": steps, "user_steps_per_second": steps / seconds,
-            "tokens_per_user_step": population.counts["tokens"] / max(steps, 1), **population.counts}
+    phases = {name: {**entry, "tokens_per_second": entry["tokens"] / max(entry["seconds"], 1e-9),
+                     "share_of_time": entry["seconds"] / seconds}
+              for name, entry in population.llm.profile.items()}
+    return {"model": population.llm.spec, "seconds": seconds, "user_steps": steps, "user_steps_per_second": steps / seconds,
+            "tokens_per_user_step": population.counts["tokens"] / max(steps, 1), **population.counts,
+            "llm_tokens": dict(population.llm.tokens), "phases": phases}
 
 
 def _timed(run) -> dict:

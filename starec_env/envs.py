@@ -17,7 +17,8 @@ from starec_env.metrics import DEFAULT_KS, ndcg, target_rank
 from starec_env.protocol import Cases, Protocol, build_protocol, default_config, sample_round
 from starec_env.rewards import positional_reward
 
-MODES = ("replay", "simulate")
+MODES = ("replay", "simulate", "session")
+SIMULATED = ("simulate", "session")  # the modes whose user is an LLM agent
 KS = np.array(DEFAULT_KS)
 NDCG_KEYS = [f"ndcg@{k}" for k in DEFAULT_KS]
 
@@ -41,26 +42,35 @@ class UserEnv(gym.Env):
     `mode="simulate"`: an LLM user agent (`agents.society`) sees the policy's top items, picks one (fast thinking)
     and rates it 1-5, and, when its pick differs from what the real user did, reflects and rewrites its preference
     summary (slow thinking) before the next round.
+    `mode="session"`: the same user agent, and the policy's choices change its future: what it picks becomes its
+    history (its memory and the next observation), and there is no logged item to compare with, so no reflection.
 
     ## Starting state
     `reset(options={"case": i})` takes the i-th test user of the protocol, else one is drawn with the seed. In
-    `simulate` mode the user's memory starts from a first summary written from the history before round one.
+    `simulate` mode the user's memory starts from a first summary written from the history before round one. A
+    `session` starts from the test case's history (`split="train"`: the history before the validation item), and
+    each step's candidates are C items the user has not had yet, drawn with the env's seed.
 
     ## Episode end
     Terminates after `rounds` rounds, which walk the user's last `rounds` real interactions: the last two are the
     protocol's validation and test cases (fixed candidates), earlier ones draw C - 1 negatives from the user's
     non-positive items with the env's seed. `split="train"` walks rounds that end at the user's last training item
     instead, never showing a validation or test target: the episodes trainers may learn from. Never truncates.
+    A `session` terminates when the user leaves — after `patience` disliked picks in a row, as an unsatisfied user
+    of Agent4Rec exits — and is truncated after `rounds` steps.
 
     ## Info
     `rank` and `ndcg@k` of the logged item (always), `round`, `choice`, `choice_text`, `liked`, `rating`,
     `rationale`, `parsed`, `matched`, `memory`; in `simulate` mode also `choice_rank`, `reflection`,
-    `reflection_status`, `tokens`. The simulated user's `rating` (1-5) is its own decision, by the likelihood of
-    each digit; it likes what it rates 4 or 5; its `rationale` is written only with `agent={"rationale": True}`.
+    `reflection_status`, `tokens`. A `session` has no logged item: its info is `round`, `choice`, `choice_text`,
+    `choice_rank`, `rating`, `liked`, `rationale`, `parsed`, `left`, `memory`, `tokens`. The simulated user's
+    `rating` (1-5) is its own decision, by the likelihood of each digit; it likes what it rates 4 or 5; its
+    `rationale` is written only with `agent={"rationale": True}`.
 
     ## Arguments
     `dataset` (a registered name or a path; ignored when `protocol` is given), `mode`, `rounds`, `split`,
-    `protocol_seed`, `history_length`, `render_mode="ansi"`, and for `simulate` either `population` (an
+    `protocol_seed`, `history_length`, `render_mode="ansi"`, `patience` (session), and for the LLM user either
+    `population` (an
     `agents.society.Population`, shared across envs) or `llm` (a spec; default the embedded model) with `agent`
     (`AgentConfig` or its fields), and `grounding` (`agents.grounded.Grounding`: the user picks from a seeded
     softmax over the LLM's and a fitted policy's scores, weights from `starec fidelity --fit`). Building the protocol
@@ -72,7 +82,7 @@ class UserEnv(gym.Env):
     def __init__(self, dataset: str = "ml-1m", mode: str = "replay", rounds: int = 1, protocol: Protocol | None = None,
                  protocol_seed: int = 0, history_length: int = 40, render_mode: str | None = None,
                  population: Population | None = None, llm=None, agent: AgentConfig | dict | None = None,
-                 split: str = "test", grounding: Grounding | None = None):
+                 split: str = "test", grounding: Grounding | None = None, patience: int = 2):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
         self.protocol = protocol or getattr(population, "catalogue", None) or build_protocol(
@@ -81,12 +91,14 @@ class UserEnv(gym.Env):
         if split not in ("test", "train"):
             raise ValueError("split must be 'test' (ends at the test item) or 'train' (ends before validation)")
         held_out = 2 if split == "train" else 0
-        if not 1 <= rounds < shortest - held_out:
+        if mode != "session" and not 1 <= rounds < shortest - held_out:
             raise ValueError(f"rounds must be in [1, {shortest - held_out - 1}] so every user keeps a history; "
                              f"got {rounds}")
-        self.split = split
+        if rounds < 1 or patience < 1:
+            raise ValueError(f"rounds and patience must be at least 1; got {rounds} and {patience}")
+        self.split, self.patience, self._dislikes = split, patience, 0
         self.mode, self.rounds, self.history_length, self.render_mode = mode, rounds, history_length, render_mode
-        self.population = population if mode == "replay" or population is not None else make_population(
+        self.population = None if mode not in SIMULATED else population or make_population(
             self.protocol, llm, agent, grounding)
         n_items, n_candidates = self.protocol.n_items, self.protocol.test.candidates.shape[1]
         self.observation_space = spaces.Dict({
@@ -96,7 +108,7 @@ class UserEnv(gym.Env):
         })
         largest = np.finfo(np.float32).max  # any finite score: only the order among candidates matters
         self.action_space = spaces.Box(-largest, largest, (n_candidates,), np.float32)
-        self._user, self._rounds, self._round = -1, [], 0
+        self._user, self._rounds, self._round, self._ended = -1, [], 0, False
 
     # ------------------------------------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -128,8 +140,9 @@ class UserEnv(gym.Env):
         if index is None:
             index = int(self.np_random.integers(len(self.protocol.test)))
         self._user = int(self.protocol.test.users[index])
-        self._rounds = self._walk(index)
-        self._round = 0
+        self._rounds = [self._session_round(self._session_start(index))] if self.mode == "session" else self._walk(
+            index)
+        self._round, self._dislikes, self._ended = 0, 0, False
         return {"case": int(index), "user": self._user, "round": 0}
 
     def starting_point(self) -> tuple[int, np.ndarray]:
@@ -148,6 +161,8 @@ class UserEnv(gym.Env):
                                int(self.np_random.integers(2**31)))
 
     def finish(self, feedback):
+        if self.mode == "session":
+            return self._finish_session(feedback)
         current = self._rounds[self._round]
         rank = target_rank(self._scores, int(np.flatnonzero(current.candidates == current.target)[0]))
         info = {"rank": rank, **dict(zip(NDCG_KEYS, ndcg(rank, KS).tolist())), "round": self._round}
@@ -166,10 +181,36 @@ class UserEnv(gym.Env):
                         reflection_status=None if feedback.reflection is None else feedback.reflection.status,
                         tokens=feedback.tokens)
         self._round += 1
-        terminated = self._round == len(self._rounds)
+        terminated = self._ended = self._round == len(self._rounds)
         return self.observation(), reward, terminated, False, info
 
+    def _finish_session(self, feedback):
+        """The pick joins the history; the user leaves after `patience` dislikes in a row, or the horizon ends."""
+        reward = float(positional_reward(feedback.rank if feedback.liked else None)[0])
+        self._dislikes = 0 if feedback.liked else self._dislikes + 1
+        left = self._dislikes >= self.patience
+        history = [*self._rounds[self._round].history, feedback.item]
+        info = {"round": self._round, "choice": feedback.item, "choice_text": self.protocol.item_text(feedback.item),
+                "choice_rank": feedback.rank, "rating": feedback.rating, "liked": feedback.liked,
+                "rationale": feedback.rationale, "parsed": feedback.parsed, "left": left, "memory": feedback.memory,
+                "tokens": feedback.tokens}
+        self._round += 1
+        truncated = not left and self._round == self.rounds
+        self._ended = left or truncated
+        self._rounds.append(self._session_round(history))  # the next observation shows the pick in the history
+        return self.observation(), reward, left, truncated, info
+
     # ------------------------------------------------------------------------------------------------ helpers
+    def _session_start(self, index: int) -> np.ndarray:
+        sequence = self.protocol.sequences[self._user]
+        return sequence[: len(sequence) - 2] if self.split == "train" else self.protocol.test.histories[index]
+
+    def _session_round(self, history) -> Round:
+        """C candidates the user has not had, in a seeded random order; no logged target."""
+        allowed = np.setdiff1d(np.arange(self.protocol.n_items), history)
+        candidates = self.np_random.choice(allowed, self.protocol.test.candidates.shape[1], replace=False)
+        return Round(np.asarray(history, dtype=np.int64), candidates, None)
+
     def _walk(self, index: int) -> list[Round]:
         """The episode's rounds: extra ones from training interactions, then the protocol's validation and test."""
         sequence = self.protocol.sequences[self._user]
@@ -193,7 +234,7 @@ class UserEnv(gym.Env):
         return {"user": self._user, "history": history, "candidates": current.candidates.astype(np.int64)}
 
     def _check(self, action) -> np.ndarray:
-        if not self._rounds or self._round >= len(self._rounds):
+        if not self._rounds or self._ended:
             raise RuntimeError("step() called before reset() or after the episode ended")
         scores = np.asarray(action, dtype=np.float64)
         expected = self.action_space.shape

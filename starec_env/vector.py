@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
-from starec_env.envs import UserEnv, make_population
+from starec_env.envs import SIMULATED, UserEnv, make_population
 from starec_env.protocol import build_protocol, default_config
 
 
@@ -25,9 +25,9 @@ class UserVectorEnv(VectorEnv):
                  **env_options):
         protocol = protocol or getattr(population, "catalogue", None) or build_protocol(
             dataset, default_config(dataset, seed=protocol_seed))
-        if mode == "simulate" and population is None:
+        if mode in SIMULATED and population is None:
             population = make_population(protocol, llm, agent, grounding)
-        self.population = population if mode == "simulate" else None
+        self.population = population if mode in SIMULATED else None
         self.envs = [UserEnv(dataset, mode, protocol=protocol, population=self.population, **env_options)
                      for _ in range(num_envs)]
         self.num_envs, self.protocol = num_envs, protocol
@@ -60,10 +60,10 @@ class UserVectorEnv(VectorEnv):
         feedback = self.population.respond(requests) if self.population is not None else [None] * len(stepping)
         rewards = np.zeros(self.num_envs)
         terminations = np.zeros(self.num_envs, dtype=bool)
-        for i, answer in zip(stepping, feedback):
-            _, rewards[i], terminations[i], _, infos[i] = self.envs[i].finish(answer)
-        self._needs_reset = terminations.copy()
         truncations = np.zeros(self.num_envs, dtype=bool)
+        for i, answer in zip(stepping, feedback):
+            _, rewards[i], terminations[i], truncations[i], infos[i] = self.envs[i].finish(answer)
+        self._needs_reset = terminations | truncations
         return self._batch_observations(), rewards, terminations, truncations, self._batch_infos(infos)
 
     def _start(self, indices) -> None:

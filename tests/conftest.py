@@ -44,7 +44,8 @@ def cds(data_dir):
 
 @pytest.fixture(scope="session")
 def smollm(_isolated_cache):
-    """The real embedded SmolLM2-135M-Instruct, loaded once for every test that generates text."""
+    """The real embedded SmolLM2-135M-Instruct in float32 (on any CPU, so exact comparisons hold), loaded once for
+    every test that generates text."""
     from starec_env.agents.llm import load_llm
 
-    return load_llm(threads=2)
+    return load_llm(threads=2, dtype="float32")

@@ -48,6 +48,18 @@ def test_unparsed_generated_choice_falls_back_and_is_counted():
     assert (choice.position, choice.parsed, choice.rating, choice.liked) == (1, True, 2, False)
 
 
+def test_each_phase_of_a_step_is_timed_and_counted_apart():
+    """`LLM.profile` splits a step's calls by the phase that made them (what `starec speed env` reports)."""
+    llm = ScriptedLLM("I love it")
+    chat = [{"role": "user", "content": "pick"}]
+    choose(llm, [chat, chat], [TITLES, TITLES], rationale=True)
+    assert set(llm.profile) == {"choice", "rating", "rationale"}
+    assert llm.profile["rationale"]["tokens"] == 2 * (10 + 3) and llm.profile["choice"]["calls"] == 1
+    with pytest.raises(KeyError), llm.phase("failed"):  # a call that raises is still counted
+        raise KeyError
+    assert llm.profile["failed"]["calls"] == 1 and llm.profile["failed"]["seconds"] >= 0
+
+
 @pytest.mark.parametrize("favourite, liked", [(0, False), (2, False), (3, True), (4, True)])
 def test_the_rating_is_the_likeliest_digit_and_decides_the_like(favourite, liked):
     """Like and rating come from the model's likelihoods, never from words in a rationale; none is written unasked."""

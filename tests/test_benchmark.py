@@ -1,8 +1,11 @@
 import json
 import sys
 import textwrap
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from starec_env.benchmarks.replay import BenchConfig, run_benchmark
 from starec_env.benchmarks.cli import main
@@ -67,3 +70,23 @@ def test_a_policy_by_file_path_loads_without_shadowing_installed_modules(tmp_pat
                                         "        return cases.candidates * 0.0\n")
     assert policy_class(f"{tmp_path / 'random.py'}:Mine")().name == "mine"
     assert sys.modules["random"] is random and hasattr(random, "shuffle")
+
+
+def test_runs_of_different_sizes_combine_into_one_table_on_the_users_they_share(ml1m, tmp_path):
+    from starec_env.benchmarks.render import render_combined
+    from starec_env.metrics import summarize
+
+    config = BenchConfig(dataset="ml-1m", policies=("random", "pop"), views=("full",), n_users=20, out=str(tmp_path))
+    (big, _, first), (_, _, second) = run_benchmark(config), run_benchmark(
+        replace(config, policies=("co-liked",), n_users=8))
+    text = render_combined([first, second])
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert {"Random", "Pop_full", "co-liked_full"} <= set(lines)
+    assert all(" | 8 | " in lines[name] for name in ("Random", "Pop_full", "co-liked_full"))  # the first 8 users
+    expected = 100 * summarize(np.asarray(big[1]["ranks"][:8]))["ndcg@10"]
+    assert f"| {expected:.2f} |" in lines["Pop_full"] and text.count("rendered by starec report") == 2
+    with pytest.raises(ValueError, match="more than one run"):
+        render_combined([first, first])
+    with pytest.raises(ValueError, match="one dataset"):
+        run_cds = run_benchmark(replace(config, dataset="amazon-cds", policies=("pop",), n_users=5))[2]
+        render_combined([first, run_cds])

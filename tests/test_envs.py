@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from starec_env.agents.llm import LLM, Completion
 from starec_env.policies.registry import make_policy
 from starec_env.metrics import target_ranks
 from starec_env.rewards import positional_reward
@@ -120,6 +121,87 @@ def test_simulate_vector_env_equals_single_envs(ml1m, smollm):
             step = single.step(actions[i])[4]
             assert (step["choice"], step["rating"]) == (info["choice"][i], info["rating"][i])
             assert step["rationale"] == ""  # none asked for: the step decoded nothing for it
+
+
+@pytest.mark.slow
+def test_a_simulated_user_served_over_http_decides_as_in_process(ml1m, smollm):
+    """The env's users pointed at `starec serve` (an openai: spec) pick and rate what the same model in process
+    does: likelihood scoring works through the server."""
+    import threading
+
+    from starec_env.agents.llm.server import make_server
+
+    server = make_server(smollm, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    served = f"openai:http://127.0.0.1:{server.server_address[1]}/v1#starec"
+    try:
+        steps = []
+        for llm in (served, smollm):
+            env = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, mode="simulate", llm=llm,
+                           agent={**SMALL_AGENT, "reflect": "never"})
+            env.reset(seed=5)
+            steps.append(env.step(np.arange(20.0))[4])
+        assert (steps[0]["choice"], steps[0]["rating"]) == (steps[1]["choice"], steps[1]["rating"])
+    finally:
+        server.shutdown()
+
+
+class Judge(LLM):
+    """A stand-in user model (the env around it is under test): the `favourite`-th option always scores best — of the
+    shown items and of the rating digits alike — and every summary is the same sentence."""
+
+    spec = "judge"
+
+    def __init__(self, favourite: int):
+        self.favourite = favourite
+
+    def _generate(self, chats, sampling):
+        return [[Completion("This user likes films.", 5, 5, "stop")] for _ in chats]
+
+    def score_continuations(self, chats, options):
+        return [[-abs(i - self.favourite) for i in range(len(row))] for row in options]
+
+
+def test_a_session_grows_the_history_with_the_users_own_picks(ml1m):
+    env = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, mode="session", rounds=3, llm=Judge(3))
+    observation, info = env.reset(seed=0)
+    history = list(ml1m.test.histories[info["case"]][-40:])
+    assert observation["history"][-len(history):].tolist() == history
+    ranking = -np.arange(20.0)  # the policy's order is the candidates' order
+    for step in range(3):
+        candidates = observation["candidates"]
+        assert not set(candidates.tolist()) & set(history)  # only items the user has not had
+        observation, reward, terminated, truncated, info = env.step(ranking)
+        assert info["choice"] in candidates[:5].tolist() and info["choice_rank"] <= 5 and info["rating"] == 4
+        assert reward in (1.0, 0.5) and info["liked"] and not info["left"] and "rank" not in info
+        history.append(info["choice"])
+        assert observation["history"][-1] == info["choice"] and info["memory"]["history"][-1] == info["choice"]
+        assert info["memory"]["reflections"] == []  # no logged item, nothing to reflect on
+        assert (terminated, truncated) == (False, step == 2)
+    session = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, mode="session", rounds=5, llm=Judge(3))
+    check_env(session.unwrapped, skip_render_check=True)
+
+
+def test_an_unsatisfied_user_leaves_the_session_after_patience_dislikes(ml1m):
+    env = gym.make("starec_env:STARec-ML1M-v0", protocol=ml1m, mode="session", rounds=10, patience=2,
+                   llm=Judge(0))
+    env.reset(seed=1)
+    first = env.step(np.zeros(20))
+    second = env.step(np.zeros(20))
+    assert first[1] == second[1] == -1.0 and first[4]["rating"] == 1 and not first[4]["left"]
+    assert (first[2], second[2], second[3], second[4]["left"]) == (False, True, False, True)
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step(np.zeros(20))
+
+
+def test_a_session_vector_env_restarts_truncated_users(ml1m):
+    vector = gym.make_vec("starec_env:STARec-ML1M-v0", num_envs=2, mode="session", rounds=1, protocol=ml1m,
+                          llm=Judge(3))
+    vector.reset(seed=4)
+    _, rewards, terminated, truncated, _ = vector.step(np.zeros((2, 20)))
+    assert truncated.all() and not terminated.any() and (rewards > 0).all()
+    _, rewards, _, truncated, _ = vector.step(np.zeros((2, 20)))  # the restart step: no user acts
+    assert not truncated.any() and (rewards == 0).all()
 
 
 def test_observation_cases_let_any_policy_act(env, ml1m):

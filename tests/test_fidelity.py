@@ -168,3 +168,35 @@ def test_grounding_draws_each_pick_with_its_own_seed():
     draws = [uniform.pick([[0.0] * 5], [0], [[1]], [[1, 2, 3, 4, 5]], [seed])[0] for seed in range(40)]
     assert draws == [uniform.pick([[0.0] * 5], [0], [[1]], [[1, 2, 3, 4, 5]], [seed])[0] for seed in range(40)]
     assert len(set(draws)) == 5  # no prior, no LLM signal: every shown item is drawn
+
+
+@pytest.mark.slow
+def test_a_killed_llm_row_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_path, smollm, monkeypatch):
+    population = fidelity.Population
+    monkeypatch.setattr(fidelity, "Population", lambda catalogue, model, config: population(catalogue, smollm, config))
+    config = FidelityConfig(rows=("llm-slow",), n_users=2, cheap_users=2, resamples=10, chunk=1,
+                            out=str(tmp_path / "whole"))
+    whole, _ = fidelity.run_fidelity(config)
+    answer, calls = fidelity.LLMUser._answer, []
+
+    def killed_after_one_chunk(self, cases):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt  # what a kill leaves: the first chunk saved, nothing after it
+        return answer(self, cases)
+
+    killed = replace(config, out=str(tmp_path / "killed"))
+    with monkeypatch.context() as patch:
+        patch.setattr(fidelity.LLMUser, "_answer", killed_after_one_chunk)
+        with pytest.raises(KeyboardInterrupt):
+            fidelity.run_fidelity(killed)
+    (folder,) = (tmp_path / "killed").iterdir()
+    assert len(json.loads((folder / "partial" / "llm-slow.json").read_text())["users"]) == 1
+    with pytest.raises(ValueError, match="n_users"):
+        fidelity.run_fidelity(replace(killed, n_users=3), resume=folder)
+    resumed, _ = fidelity.run_fidelity(killed, resume=folder)
+    cost = ("seconds", "tokens_per_user")
+    assert [{k: v for k, v in row.items() if k not in cost} for row in resumed] == [
+        {k: v for k, v in row.items() if k not in cost} for row in whole]
+    assert not (folder / "partial" / "llm-slow.json").exists() and (folder / "answers" / "llm-slow.json").is_file()
+

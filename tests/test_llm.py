@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from starec_env.agents.llm import LLMError, Sampling, load_llm
+from starec_env.agents.llm import LLM, Completion, LLMError, Sampling, load_llm
 from starec_env.agents.llm.embedded import GGUF_MEMBER, default_model_dir, extract_gguf
 from starec_env.agents.llm.openai_backend import OpenAILLM
 from starec_env.agents.llm.server import make_server
@@ -64,6 +64,29 @@ def test_http_round_trip_through_starec_serve(smollm, serve):
     local = smollm.generate(CHATS, Sampling(max_tokens=12))
     assert [r[0].text for r in remote] == [r[0].text for r in local]
     assert remote[0][0].completion_tokens == local[0][0].completion_tokens
+
+
+def test_served_model_scores_like_the_model_in_process(smollm, serve):
+    """Likelihood scoring through `starec serve` (its /tokenize and echo log-probs, as vLLM serves them) gives the
+    in-process scores, so a simulated user can run against a server."""
+    client = OpenAILLM(f"{serve(make_server(smollm, port=0))}#starec")
+    chats = [[{"role": "user", "content": "What is the capital of France?"},
+              {"role": "assistant", "content": "The capital of France is"}], CHATS[1]]
+    options = [[" Paris.", " London.", " a small fish in the sea."], [" Bonjour", " Hello"]]
+    for remote, local in zip(client.score_continuations(chats, options), smollm.score_continuations(chats, options)):
+        assert remote == pytest.approx(local, abs=1e-4)
+    assert client.tokens["scored"] > 20
+    assert client.tokenize(chats[0]) == smollm.tokenize(chats[0])
+
+
+def test_a_server_without_prompt_logprobs_is_a_clear_error(serve):
+    class Plain(LLM):
+        def _generate(self, chats, sampling):
+            return [[Completion("hi", 1, 1, "stop")] for _ in chats]
+
+    client = OpenAILLM(f"{serve(make_server(Plain(), port=0))}#starec", retries=0)
+    with pytest.raises(LLMError, match="/tokenize"):
+        client.score_continuations(CHATS[:1], [[" a", " b"]])
 
 
 def test_unreachable_endpoint_is_a_clear_error(monkeypatch):
@@ -167,7 +190,7 @@ def test_cached_option_scores_equal_a_full_forward_pass(smollm):
 def test_continued_prefixes_and_last_token_options_score_like_a_fresh_pass(smollm):
     """Prompts of one user continue each other's cached prefix, and options differing in one token (the rating
     digits) take the one-pass path: both must give the scores of a backend that caches nothing."""
-    plain = load_llm(f"hf:{default_model_dir()}", prefix_cache=0)
+    plain = load_llm(f"hf:{default_model_dir()}", prefix_cache=0, dtype="float32")
     description = "User preferences: space operas, heist films.\nRecently liked:\n" + "\n".join(
         f"- Movie number {i} (1995; Drama)" for i in range(12))
     chats = [[{"role": "user", "content": f"{description}\nYou are recommended:\n[1] {title}"},
@@ -183,13 +206,20 @@ def test_continued_prefixes_and_last_token_options_score_like_a_fresh_pass(smoll
     assert smollm.tokens["scored"] - before == plain.tokens["scored"]  # the cost record is the same either way
 
 
-def test_bfloat16_by_name_ranks_like_float32(smollm):
-    """`dtype="bfloat16"` (faster on AMX / AVX512-BF16 CPUs) keeps the likelihood order of float32."""
+def test_bfloat16_where_native_ranks_like_float32(smollm, monkeypatch):
+    """Where bf16 products are native (AMX / AVX512-BF16 CPUs) the default dtype is bfloat16, and it keeps the
+    likelihood order of float32; `dtype=` chooses either anywhere."""
+    from starec_env.agents.llm import transformers_backend
+    from starec_env.trainers.sft import hardware
+
     chat = [{"role": "user", "content": "What is the capital of France?"},
             {"role": "assistant", "content": "The capital of France is"}]
     options = [[" Paris.", " London.", " a small fish in the sea."]]
-    half = load_llm(f"hf:{default_model_dir()}", dtype="bfloat16")
-    assert half.model.dtype == torch.bfloat16
+    monkeypatch.setattr(transformers_backend, "native_bf16", lambda device="cpu": True)
+    half = load_llm(f"hf:{default_model_dir()}")
+    assert half.model.dtype == torch.bfloat16 and hardware()["bf16"]
+    monkeypatch.setattr(transformers_backend, "native_bf16", lambda device="cpu": False)
+    assert not hardware()["bf16"] and hardware(bf16=True)["bf16"]
     (fast,), (exact,) = half.score_continuations([chat], options), smollm.score_continuations([chat], options)
     assert sorted(range(3), key=fast.__getitem__) == sorted(range(3), key=exact.__getitem__)
     with pytest.raises(LLMError, match="floating-point type"):

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from starec_env.benchmarks.speed import env_speed, write_report
 
 
@@ -11,3 +13,19 @@ def test_env_speed_reports_replay_rates_of_single_and_vector_envs(ml1m, tmp_path
     assert "simulate_batched" not in report  # users=0 skips the LLM users
     path = write_report(report, str(tmp_path), "env")
     assert json.loads(path.read_text()) == report and path.name.startswith("speed-env-")
+
+
+@pytest.mark.slow
+def test_simulate_speed_times_each_phase_of_the_same_steps_in_every_run(smollm):
+    report = env_speed(users=2, rounds=1, replay_steps=16, choices=("likelihood", "generate"))
+    runs = [name for name in report if name.startswith("simulate_") and isinstance(report[name], dict)]
+    assert set(runs) == {"simulate_batched", "simulate_batched_without_prefix_cache", "simulate_batched_with_rationale",
+                         "simulate_one_by_one", "simulate_batched_generate", "simulate_one_by_one_generate"}
+    for name in runs:
+        run = report[name]
+        assert run["user_steps"] == 2 and {"summary", "choice", "rating"} <= set(run["phases"])
+        assert sum(p["seconds"] for p in run["phases"].values()) <= run["seconds"]
+    assert "rationale" in report["simulate_batched_with_rationale"]["phases"]
+    assert "rationale" not in report["simulate_batched"]["phases"]  # no decode for it unless asked
+    assert report["simulate_batched"]["tokens"] == report["simulate_batched_without_prefix_cache"]["tokens"]
+    assert report["simulate_batched_speedup_generate"] > 0 and report["prefix_cache_speedup"] > 0

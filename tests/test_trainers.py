@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -250,6 +251,49 @@ def test_sft_steps_change_weights_and_resume(anchored):
     assert len(losses) == 2 and np.isfinite(losses).all()
     state = json.loads((checkpoints / "checkpoint-3" / "trainer_state.json").read_text())
     assert anchored["resumed_from"][0].endswith("checkpoint-2") and state["global_step"] == 3
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path):
+    from starec_env.trainers.sft import last_checkpoint
+
+    for step, state in ((1, "{}"), (2, "{}"), (10, '{"log_his'), (11, None)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert last_checkpoint(tmp_path).endswith("checkpoint-2") and last_checkpoint(tmp_path / "none") is None
+
+
+@pytest.mark.slow
+def test_kill_9_during_sft_then_rerun_gives_the_weights_of_an_uninterrupted_run(traces, smollm, tmp_path):
+    """A real SFT process is killed once its first checkpoint is written; the rerun resumes from it and ends with
+    the weights of a run that was never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys; from pathlib import Path; from starec_env.trainers.sft import SFTRunConfig, sft; "
+            "sft(Path(sys.argv[1]), Path(sys.argv[2]), SFTRunConfig(steps=3, batch_size=1, save_every=1, "
+            "learning_rate=5e-4))")
+    run = [sys.executable, "-c", code, str(traces)]
+    whole = subprocess.run([*run, str(tmp_path / "whole")], capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = subprocess.Popen([*run, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = tmp_path / "killed" / "checkpoints" / "checkpoint-1" / "trainer_state.json"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not first.is_file() and killed.poll() is None:
+        time.sleep(0.05)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert first.is_file() and not (tmp_path / "killed" / "final").exists()
+    resumed = subprocess.run([*run, str(tmp_path / "killed")], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    expected, got = _weights(tmp_path / "whole" / "final"), _weights(tmp_path / "killed" / "final")
+    assert expected.keys() == got.keys()
+    assert all(torch.allclose(expected[k], got[k], rtol=0, atol=1e-6) for k in expected)
+    base = _weights(Path(model_path(None)))
+    assert any(not torch.equal(expected[k], base[k]) for k in expected if k in base)  # it did train
 
 
 @pytest.mark.slow

@@ -68,15 +68,16 @@ def sft(traces: Path | Sequence[Path], out: Path, config: SFTRunConfig = SFTRunC
 
 
 def hardware(bf16: bool | None = None) -> dict:
-    """Trainer settings for the machine. bfloat16 autocast by default where bf16 matrix products are native: a GPU
-    that supports them, or a CPU with AMX tiles (`starec speed train` measures the difference). No gradient
-    checkpointing on a CPU: recomputation costs more time than the memory it saves is worth."""
+    """Trainer settings for the machine. bfloat16 autocast by default where bf16 matrix products are native
+    (`native_bf16`: a GPU that supports them, or a CPU with AVX512-BF16 or AMX; `starec speed train` measures the
+    difference). No gradient checkpointing on a CPU: recomputation costs more time than the memory it saves."""
     import torch
 
+    from starec_env.agents.llm.transformers_backend import native_bf16
+
     if torch.cuda.is_available():
-        return {"bf16": torch.cuda.is_bf16_supported() if bf16 is None else bf16}
-    native = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    return {"use_cpu": True, "bf16": native if bf16 is None else bf16, "gradient_checkpointing": False}
+        return {"bf16": native_bf16("cuda") if bf16 is None else bf16}
+    return {"use_cpu": True, "bf16": native_bf16() if bf16 is None else bf16, "gradient_checkpointing": False}
 
 
 def keep_freed_memory() -> None:
@@ -101,9 +102,20 @@ def save_merged(trainer, folder: Path) -> None:
 
 
 def last_checkpoint(folder: Path) -> str | None:
-    """The newest `checkpoint-N` under `folder` (by N, not by name), or None to start afresh."""
-    checkpoints = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return str(checkpoints[-1]) if checkpoints else None
+    """The newest complete `checkpoint-N` under `folder` (by N, not by name), or None to start afresh. The trainer
+    writes `trainer_state.json` last, so a checkpoint whose state file is missing or cut short was being written when
+    the process died: it is skipped (and replaced when training passes that step again)."""
+    checkpoints = sorted(folder.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+    complete = [path for path in checkpoints if _complete(path)]
+    return str(complete[-1]) if complete else None
+
+
+def _complete(checkpoint: Path) -> bool:
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _lora():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -42,6 +44,7 @@ class LLM(ABC):
 
     `tokens` counts every token the model read or wrote ("prompt", "completion", "scored"), whoever asked, so a
     policy's cost is the difference of two readings — nothing has to thread counts through its call chain.
+    `profile` adds up, per phase an agent names with `phase(...)`, the calls' seconds and tokens.
     """
 
     spec: str = ""
@@ -51,6 +54,24 @@ class LLM(ABC):
         if "_tokens" not in self.__dict__:
             self._tokens = Counter()
         return self._tokens
+
+    @property
+    def profile(self) -> dict[str, Counter]:
+        if "_profile" not in self.__dict__:
+            self._profile = {}
+        return self._profile
+
+    @contextmanager
+    def phase(self, name: str):
+        """Counts the calls made inside under `profile[name]`: seconds, tokens and calls (phases do not nest)."""
+        tokens, started = sum(self.tokens.values()), time.perf_counter()
+        try:
+            yield
+        finally:
+            entry = self.profile.setdefault(name, Counter())
+            entry["seconds"] += time.perf_counter() - started
+            entry["tokens"] += sum(self.tokens.values()) - tokens
+            entry["calls"] += 1
 
     def generate(self, chats: Sequence[Chat], sampling: Sampling = Sampling()) -> list[list[Completion]]:
         """For each chat, `sampling.n` completions."""
@@ -66,8 +87,20 @@ class LLM(ABC):
         """The backend's batched generation."""
 
     def score_continuations(self, chats: Sequence[Chat], options: Sequence[Sequence[str]]) -> list[list[float]]:
-        """Per chat, the mean token log-likelihood of each option as the assistant's next words (likelihood ranking)."""
-        raise LLMError(f"{type(self).__name__} cannot score continuations; use an hf: (transformers) model")
+        """Per chat, the mean token log-likelihood of each option as the assistant's next words (likelihood ranking):
+        the chat's tokens (`tokenize`) followed by the option's own."""
+        raise LLMError(f"{type(self).__name__} cannot score continuations; use an hf: model or an openai: server "
+                       "with prompt log-probs")
+
+    def tokenize(self, chat_or_text: Chat | str) -> list[int]:
+        """Token ids of a chat in the model's template, ending where the assistant writes or continues its prefill,
+        or of plain text (no special tokens): what `starec serve` answers at /tokenize."""
+        raise LLMError(f"{type(self).__name__} cannot tokenize; use an hf: model")
+
+    def prompt_logprobs(self, prompts: Sequence[Sequence[int]]) -> list[list[float | None]]:
+        """Per prompt of token ids, each token's log-probability after the ones before it (None for the first):
+        what `starec serve` answers to an `echo` completion request."""
+        raise LLMError(f"{type(self).__name__} cannot score prompts; use an hf: model")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"

@@ -1,9 +1,12 @@
 """`starec serve`: an OpenAI-compatible HTTP server in front of any backend, on 127.0.0.1 by default.
 
-Requests that arrive together are answered with one batched `generate` call (grouped by identical sampling
-settings), so several processes sharing one local model get the batching speed-up too. Every request passes one
-validator (`parse_request`) before it reaches the batcher, with bounds on its size and sampling settings, and a
-client that stalls mid-request is cut off after `READ_TIMEOUT` seconds: no request can stop the server.
+Routes: `/v1/chat/completions` (generation), `/v1/models`, and, for likelihood scoring as vLLM offers it,
+`/tokenize` (a chat or text → token ids) and `/v1/completions` with `echo` (prompt log-probabilities; nothing is
+generated: `max_tokens` 0 or 1 is accepted and the answer holds the prompt only). Chat requests that arrive together
+are answered with one batched `generate` call (grouped by identical sampling settings), so several processes sharing
+one local model get the batching speed-up too; the model runs one call at a time. Every request passes a validator
+(`parse_request`, `parse_tokenize`, `parse_echo`) before it reaches the model, with bounds on its size and settings,
+and a client that stalls mid-request is cut off after `READ_TIMEOUT` seconds: no request can stop the server.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ from starec_env.agents.llm.interface import LLM, Sampling
 
 MAX_BODY = 8 << 20  # bytes of one request
 MAX_N = 64  # completions per request
-MAX_TOKENS = 8192  # tokens per completion
+MAX_TOKENS = 8192  # tokens per completion, and per prompt scored
+MAX_PROMPTS = 64  # prompts per echo request
 READ_TIMEOUT = 15.0  # seconds a client may take to send its request
 ROLES = ("system", "user", "assistant")
+
+
+class BadRequest(ValueError):
+    """A request that passed its validator but cannot be answered as asked (too long once tokenized)."""
 
 
 class MicroBatcher:
@@ -31,7 +39,13 @@ class MicroBatcher:
     def __init__(self, llm: LLM, max_batch: int = 32, wait: float = 0.02):
         self.llm, self.max_batch, self.wait = llm, max_batch, wait
         self.pending: queue.Queue = queue.Queue()
+        self.model_lock = threading.Lock()  # one model call at a time: generation, tokenizing or scoring
         threading.Thread(target=self._loop, daemon=True).start()
+
+    def run(self, call, *args):
+        """A direct model call (tokenize, prompt log-probs) between batches."""
+        with self.model_lock:
+            return call(*args)
 
     def submit(self, chat, sampling: Sampling) -> Future:
         future: Future = Future()
@@ -52,7 +66,7 @@ class MicroBatcher:
                 groups.setdefault(item[1], []).append(item)
             for sampling, items in groups.items():
                 try:
-                    results = self.llm.generate([chat for chat, _, _ in items], sampling)
+                    results = self.run(self.llm.generate, [chat for chat, _, _ in items], sampling)
                     for (_, _, future), completions in zip(items, results):
                         future.set_result(completions)
                 except Exception as error:  # noqa: BLE001 - every waiting request must hear about it, and the
@@ -64,6 +78,23 @@ class MicroBatcher:
 def make_server(llm: LLM, host: str = "127.0.0.1", port: int = 8000, model_name: str = "starec",
                 read_timeout: float = READ_TIMEOUT) -> ThreadingHTTPServer:
     batcher = MicroBatcher(llm)
+
+    def chat(request) -> dict:
+        messages, sampling = request
+        return _response(batcher.submit(messages, sampling).result(), model_name, sampling)
+
+    def tokenize(chat_or_text) -> dict:
+        tokens = batcher.run(llm.tokenize, chat_or_text)
+        return {"count": len(tokens), "tokens": tokens}
+
+    def echo(prompts) -> dict:
+        ids = [batcher.run(llm.tokenize, p) if isinstance(p, str) else p for p in prompts]
+        if max(map(len, ids)) > MAX_TOKENS:
+            raise BadRequest(f"a prompt holds at most {MAX_TOKENS} tokens")
+        return _echo_response(prompts, ids, batcher.run(llm.prompt_logprobs, ids), model_name)
+
+    routes = {"/v1/chat/completions": (parse_request, chat), "/v1/completions": (parse_echo, echo),
+              "/tokenize": (parse_tokenize, tokenize)}
 
     class Handler(BaseHTTPRequestHandler):
         timeout = read_timeout  # per socket operation: a stalled client is dropped, its thread freed
@@ -77,7 +108,8 @@ def make_server(llm: LLM, host: str = "127.0.0.1", port: int = 8000, model_name:
             self._send(404, {"error": {"message": f"no route {self.path}"}})
 
         def do_POST(self):
-            if self.path.rstrip("/") != "/v1/chat/completions":
+            route = self.path.rstrip("/")
+            if route not in routes:
                 return self._send(404, {"error": {"message": f"no route {self.path}"}})
             try:
                 length = int(self.headers.get("Content-Length", ""))
@@ -89,15 +121,18 @@ def make_server(llm: LLM, host: str = "127.0.0.1", port: int = 8000, model_name:
                 raw = self.rfile.read(length)
             except TimeoutError:
                 return self._send(408, {"error": {"message": f"request not received within {read_timeout:g} s"}})
+            parse, answer = routes[route]
             try:
-                messages, sampling = parse_request(raw)
+                request = parse(raw)
             except ValueError as error:
                 return self._send(400, {"error": {"message": f"bad request: {error}"}})
             try:
-                completions = batcher.submit(messages, sampling).result()
+                payload = answer(request)
+            except BadRequest as error:
+                return self._send(400, {"error": {"message": f"bad request: {error}"}})
             except Exception as error:  # noqa: BLE001 - reported to the client, not swallowed
                 return self._send(500, {"error": {"message": f"{type(error).__name__}: {error}"}})
-            self._send(200, _response(completions, model_name, sampling))
+            self._send(200, payload)
 
         def handle_one_request(self):
             try:
@@ -118,17 +153,8 @@ def make_server(llm: LLM, host: str = "127.0.0.1", port: int = 8000, model_name:
 
 def parse_request(raw: bytes) -> tuple[list[dict], Sampling]:
     """(messages, sampling) of a chat-completion request, or a ValueError that says what is wrong with it."""
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"the body is not JSON ({error})") from None
-    if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages):
-        raise ValueError(f"messages must be a non-empty list of {{role, content}} objects, role one of {ROLES} and "
-                         "content a string")
+    body = _object(raw)
+    messages = _messages(body)
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else stop
     if not isinstance(stop, list) or len(stop) > 8 or not all(isinstance(s, str) and s for s in stop):
@@ -140,7 +166,58 @@ def parse_request(raw: bytes) -> tuple[list[dict], Sampling]:
                         temperature=_number(body, "temperature", float, 0.0, 0.0, 2.0),
                         top_p=_number(body, "top_p", float, 1.0, 0.0, 1.0), n=_number(body, "n", int, 1, 1, MAX_N),
                         stop=tuple(stop), seed=seed, logprobs=body.get("logprobs") is True)
-    return [{"role": m["role"], "content": m["content"]} for m in messages], sampling
+    return messages, sampling
+
+
+def _messages(body: dict) -> list[dict]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages):
+        raise ValueError(f"messages must be a non-empty list of {{role, content}} objects, role one of {ROLES} and "
+                         "content a string")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _object(raw: bytes) -> dict:
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"the body is not JSON ({error})") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def parse_tokenize(raw: bytes) -> list[dict] | str:
+    """The chat (`messages`, rendered as the model's template ends it: generation prompt, or the continued final
+    assistant message) or the text (`prompt`, no special tokens) of a /tokenize request."""
+    body = _object(raw)
+    if isinstance(body.get("prompt"), str) and "messages" not in body:
+        return body["prompt"]
+    if "messages" in body:
+        return _messages(body)
+    raise ValueError("a /tokenize request holds `messages` (a chat) or `prompt` (a string)")
+
+
+def parse_echo(raw: bytes) -> list[str | list[int]]:
+    """The prompts of a /v1/completions request for prompt log-probs: `echo` true, `max_tokens` 0 or 1, `prompt` a
+    string, token ids, or a list of either."""
+    body = _object(raw)
+    if body.get("echo") is not True or _number(body, "max_tokens", int, 0, 0, MAX_TOKENS) > 1:
+        raise ValueError("starec serve answers /v1/completions for prompt log-probs only: `echo`: true and "
+                         "`max_tokens` 0 or 1; generate with /v1/chat/completions")
+    _number(body, "logprobs", int, 0, 0, 5)
+    prompt = body.get("prompt")
+    prompts = [prompt] if isinstance(prompt, str) or _is_ids(prompt) else prompt
+    if not isinstance(prompts, list) or not 0 < len(prompts) <= MAX_PROMPTS or not all(
+            (isinstance(p, str) and p) or (_is_ids(p) and p) for p in prompts):
+        raise ValueError(f"prompt must be a non-empty string, a list of token ids, or a list of 1 to {MAX_PROMPTS} "
+                         "of either")
+    return prompts
+
+
+def _is_ids(value) -> bool:
+    return isinstance(value, list) and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value)
 
 
 def _number(body: dict, key: str, kind: type, default, low, high):
@@ -169,3 +246,13 @@ def _response(completions, model_name: str, sampling: Sampling) -> dict:
             "model": model_name, "choices": choices, "usage": usage}
 
 
+
+
+def _echo_response(prompts, ids, logprobs, model_name: str) -> dict:
+    choices = [{"index": index, "text": prompt if isinstance(prompt, str) else "", "finish_reason": "length",
+                "logprobs": {"tokens": None, "token_logprobs": scores, "text_offset": None, "top_logprobs": None}}
+               for index, (prompt, scores) in enumerate(zip(prompts, logprobs))]
+    tokens = sum(map(len, ids))
+    return {"id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "text_completion", "created": int(time.time()),
+            "model": model_name, "choices": choices,
+            "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}}

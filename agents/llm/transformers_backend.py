@@ -24,6 +24,9 @@ MIN_SHARED = 64  # shorter common prefixes (a system prompt) are recomputed: reu
 
 
 class TransformersLLM(LLM):
+    """`dtype` defaults to bfloat16 where its matrix products are native (`native_bf16`) and float32 elsewhere;
+    `dtype="float32"` keeps full precision anywhere."""
+
     def __init__(self, model: str, device: str | None = None, dtype: torch.dtype | str | None = None,
                  batch_size: int = 16, threads: int | None = None, trust_remote_code: bool = False,
                  prefix_cache: int = 32):
@@ -42,7 +45,7 @@ class TransformersLLM(LLM):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
             self.model = AutoModelForCausalLM.from_pretrained(
-                model, dtype=dtype or (torch.bfloat16 if self.device == "cuda" else torch.float32),
+                model, dtype=dtype or (torch.bfloat16 if native_bf16(self.device) else torch.float32),
                 trust_remote_code=trust_remote_code).to(self.device).eval()
         except OSError as error:
             raise LLMError(f"cannot load transformers model {model!r}: {error}") from error
@@ -104,15 +107,27 @@ class TransformersLLM(LLM):
                           finish_reason="stop" if end is not None or stopped else "length",
                           token_logprobs=None if logprobs is None else logprobs[:count])
 
+    def tokenize(self, chat_or_text: Chat | str) -> list[int]:
+        text = chat_or_text if isinstance(chat_or_text, str) else self.render(chat_or_text)
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def prompt_logprobs(self, prompts: Sequence[Sequence[int]]) -> list[list[float | None]]:
+        """One forward pass per prompt, every position's logits kept."""
+        with torch.inference_mode():
+            return [self._prompt_logprobs(list(ids)) for ids in prompts]
+
+    def _prompt_logprobs(self, ids: list[int]) -> list[float | None]:
+        _, logits = self._prefill(ids, keep=len(ids))
+        following = torch.tensor(ids[1:], device=self.device)[:, None]
+        return [None, *logits[0, :-1].float().log_softmax(-1).gather(-1, following)[:, 0].tolist()]
+
     def score_continuations(self, chats: Sequence[Chat], options: Sequence[Sequence[str]]) -> list[list[float]]:
         """One forward pass over each prompt, then all of its options at once on the cached prefix."""
         with torch.inference_mode():
-            return [self._score_options(self.render(chat), list(texts)) for chat, texts in zip(chats, options)]
+            return [self._score_options(self.tokenize(chat), list(texts)) for chat, texts in zip(chats, options)]
 
-    def _score_options(self, prompt: str, texts: list[str]) -> list[float]:
-        prefix = self.tokenizer(prompt, add_special_tokens=False).input_ids
-        ids = [self.tokenizer(text, add_special_tokens=False).input_ids or [self.tokenizer.eos_token_id]
-               for text in texts]
+    def _score_options(self, prefix: list[int], texts: list[str]) -> list[float]:
+        ids = [self.tokenize(text) or [self.tokenizer.eos_token_id] for text in texts]
         if len({len(option) for option in ids}) == 1 and len({tuple(option[:-1]) for option in ids}) == 1:
             return self._score_last_tokens(prefix, ids)
         cache, last = self._prefill(prefix)
@@ -165,6 +180,15 @@ class TransformersLLM(LLM):
             while len(self._prefills) > self.prefix_cache:
                 self._prefills.popitem(last=False)
         return output.past_key_values, output.logits[:, -keep:]
+
+
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether bfloat16 matrix products are native here — a GPU that supports them, or a CPU with AVX512-BF16 or AMX
+    tiles — so that bfloat16 is the faster default; elsewhere they are emulated and float32 is faster."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported",
+                                                                        "_is_amx_tile_supported"))
 
 
 def _torch_dtype(name: str) -> torch.dtype:

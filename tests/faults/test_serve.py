@@ -37,9 +37,9 @@ def port():
     server.shutdown()
 
 
-def post(port, body: bytes, headers=None):
+def post(port, body: bytes, headers=None, path="/v1/chat/completions"):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("POST", "/v1/chat/completions", body, headers or {"Content-Type": "application/json"})
+    connection.request("POST", path, body, headers or {"Content-Type": "application/json"})
     response = connection.getresponse()
     return response.status, json.loads(response.read())
 
@@ -52,6 +52,25 @@ def test_malformed_requests_get_a_400_and_the_server_keeps_answering(port):
             status, answer = post(port, json.dumps(VALID).encode())
             assert status == 200 and answer["choices"][0]["message"]["content"] == "hi"
     assert post(port, b"{not json")[0] == 400
+
+
+SCORING_MALFORMED = [
+    ("/tokenize", {}), ("/tokenize", {"prompt": 3}), ("/tokenize", {"messages": ["rolecontent"]}),
+    ("/v1/completions", {"prompt": "hi"}), ("/v1/completions", {"prompt": "hi", "echo": True, "max_tokens": 9}),
+    ("/v1/completions", {"prompt": [], "echo": True}), ("/v1/completions", {"prompt": [[-1, 2]], "echo": True}),
+    ("/v1/completions", {"prompt": [[1, True]], "echo": True}), ("/v1/completions", {"prompt": [[]], "echo": True}),
+    ("/v1/completions", {"prompt": [[1]] * 65, "echo": True}),
+    ("/v1/completions", {"prompt": "hi", "echo": True, "logprobs": 99}),
+]
+
+
+def test_malformed_scoring_requests_get_a_400_and_the_server_keeps_answering(port):
+    for route, body in SCORING_MALFORMED:
+        status, answer = post(port, json.dumps(body).encode(), path=route)
+        assert status == 400 and "bad request" in answer["error"]["message"], (route, body)
+        assert post(port, json.dumps(VALID).encode())[0] == 200
+    status, answer = post(port, json.dumps({"prompt": "hi", "echo": True}).encode(), path="/v1/completions")
+    assert status == 500 and "cannot" in answer["error"]["message"]  # a backend that cannot score says so
 
 
 def test_size_limits_and_stalled_clients_do_not_hold_the_server(port):
