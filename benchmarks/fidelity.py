@@ -24,7 +24,7 @@ user's items, mapped onto the training rating histogram. Standard errors come fr
 
 An LLM row saves its answers every `chunk` users (`partial/`, with the population's summaries), and a finished one
 its answers (`answers/`): `starec fidelity --resume DIR` continues a killed run where it stopped, under the same
-settings only, and reproduces an uninterrupted run's numbers.
+settings only, keeping every answer saved before the kill.
 """
 
 from __future__ import annotations
@@ -361,7 +361,7 @@ def chance(cases: FidelityCases, histogram: np.ndarray, shown: int) -> dict:
 def run_fidelity(config: FidelityConfig, resume: Path | None = None) -> tuple[list[dict], Path]:
     """Measure every row and write the results folder, or continue `resume`, a folder of a run with the same
     settings (rows without an LLM are recomputed: they take seconds); returns (rows, folder)."""
-    from starec_env.benchmarks.report import new_results_dir
+    from starec_env.benchmarks.report import new_results_dir, run_record
 
     protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.seed), config.data_path)
     ratings = protocol_ratings(protocol, config.data_path)
@@ -371,6 +371,8 @@ def run_fidelity(config: FidelityConfig, resume: Path | None = None) -> tuple[li
     if resume is not None:
         check_resumable(resume, config)
     out = resume or new_results_dir(config.out, f"fidelity-{protocol.dataset}")
+    if resume is None:  # the record first: a run killed before its first row is still one to resume
+        write_json(out / "run.json", run_record(config, [protocol.record()], []), indent=1, default=str)
     cheap, few = cases.subset(config.cheap_users), cases.subset(config.n_users)
     rows: list[dict] = [{"row": "chance", "users": len(few), **chance(few, histogram, config.shown)}]
     prior = make_policy(config.prior, seed=config.seed).fit(train)

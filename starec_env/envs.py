@@ -14,7 +14,7 @@ from starec_env.agents.loop import Round
 from starec_env.agents.grounded import Grounding
 from starec_env.agents.society import AgentConfig, FeedbackRequest, Population
 from starec_env.metrics import DEFAULT_KS, ndcg, target_rank
-from starec_env.protocol import Cases, Protocol, build_protocol, default_config, sample_round
+from starec_env.protocol import Cases, Protocol, build_protocol, default_config, sample_round, sample_unseen
 from starec_env.rewards import positional_reward
 
 MODES = ("replay", "simulate", "session")
@@ -207,8 +207,8 @@ class UserEnv(gym.Env):
 
     def _session_round(self, history) -> Round:
         """C candidates the user has not had, in a seeded random order; no logged target."""
-        allowed = np.setdiff1d(np.arange(self.protocol.n_items), history)
-        candidates = self.np_random.choice(allowed, self.protocol.test.candidates.shape[1], replace=False)
+        candidates = sample_unseen(self.np_random, self.protocol.n_items, history,
+                                   self.protocol.test.candidates.shape[1])
         return Round(np.asarray(history, dtype=np.int64), candidates, None)
 
     def _walk(self, index: int) -> list[Round]:

@@ -217,9 +217,14 @@ def sample_round(rng: np.random.Generator, n_items: int, exclude, target: int, n
     """The candidates of a round outside the fixed cases: `target` and `n_candidates - 1` items drawn uniformly from
     those not in `exclude`, in a random order. The env's extra rounds and the STARec policy's replayed rounds both
     come from here."""
-    allowed = np.setdiff1d(np.arange(n_items), exclude)
-    candidates = np.append(rng.choice(allowed, n_candidates - 1, replace=False), target)
+    candidates = np.append(sample_unseen(rng, n_items, exclude, n_candidates - 1), target)
     return candidates[rng.permutation(n_candidates)]
+
+
+def sample_unseen(rng: np.random.Generator, n_items: int, exclude, count: int) -> np.ndarray:
+    """`count` distinct items drawn uniformly from those not in `exclude` (a session's candidates, a round's
+    negatives)."""
+    return rng.choice(np.setdiff1d(np.arange(n_items), exclude), count, replace=False)
 
 
 def item_texts(items: pd.DataFrame) -> list[str]:
