@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     from starec_env.benchmarks.fidelity import FidelityConfig
     from starec_env.benchmarks.flags import add_config_flags
     from starec_env.benchmarks.replay import BenchConfig
+    from starec_env.trainers.grpo import GRPOJob
     from starec_env.trainers.pipeline import PipelineConfig
 
     parser = argparse.ArgumentParser(prog="starec", description="STARec environment command-line tool")
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                                             "of its stage configs; flags left out keep their defaults.")
     add_config_flags(train, PipelineConfig)
     train.set_defaults(func=_train)
+
+    grpo = commands.add_parser("grpo", help="GRPO alone on env episodes from a given model (accelerate launch-able)",
+                               description="Every flag is a field of trainers.grpo.GRPOJob; flags left out keep "
+                                           "their defaults.")
+    add_config_flags(grpo, GRPOJob)
+    grpo.set_defaults(func=_grpo)
     return parser
 
 
@@ -188,6 +195,14 @@ def _train(args) -> int:
 
     for row in run_pipeline(config_from_flags(PipelineConfig, args)):
         print(f"{row['stage']:>28}: validation NDCG@10 {100 * row['ndcg@10']:.2f} ({row['users']} users)")
+    return 0
+
+
+def _grpo(args) -> int:
+    from starec_env.benchmarks.flags import config_from_flags
+    from starec_env.trainers.grpo import GRPOJob, run_grpo
+
+    print(run_grpo(config_from_flags(GRPOJob, args)))
     return 0
 
 

@@ -112,3 +112,20 @@ def bootstrap_se(statistic: Callable[[np.ndarray], float], n_groups: int, resamp
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def paired_difference(before: Sequence[float], after: Sequence[float], alpha: float = 0.05) -> dict[str, float]:
+    """`after - before` user by user (the same users, the same candidates): mean, standard error, the Wilcoxon
+    signed-rank p-value (two-sided; users with no difference are dropped, as in Wilcoxon's test), counts of users
+    better, worse and tied, and whether the difference is significant at `alpha`."""
+    before, after = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    if before.shape != after.shape or before.ndim != 1 or len(before) < 2:
+        raise ValueError(f"paired values need the same users in both, at least 2; got {before.shape} and "
+                         f"{after.shape}")
+    difference = after - before
+    changed = difference[difference != 0]
+    p_value = float(stats.wilcoxon(changed).pvalue) if len(changed) else 1.0
+    return {"users": int(len(difference)), "mean": float(difference.mean()),
+            "se": float(difference.std(ddof=1) / np.sqrt(len(difference))), "p_wilcoxon": p_value,
+            "better": int((difference > 0).sum()), "worse": int((difference < 0).sum()),
+            "tied": int((difference == 0).sum()), "significant": bool(p_value < alpha)}

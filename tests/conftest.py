@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from starec_env.agents.llm import LLM, Completion
+
 
 def pytest_configure(config):
     if not os.environ.get("STAREC_DATA_DIR"):
@@ -49,3 +51,19 @@ def smollm(_isolated_cache):
     from starec_env.agents.llm import load_llm
 
     return load_llm(threads=2, dtype="float32")
+
+
+class Judge(LLM):
+    """A stand-in user model (the env around it is under test): the `favourite`-th option always scores best — of the
+    shown items and of the rating digits alike — and every summary is the same sentence."""
+
+    spec = "judge"
+
+    def __init__(self, favourite: int):
+        self.favourite = favourite
+
+    def _generate(self, chats, sampling):
+        return [[Completion("This user likes films.", 5, 5, "stop")] for _ in chats]
+
+    def score_continuations(self, chats, options):
+        return [[-abs(i - self.favourite) for i in range(len(row))] for row in options]

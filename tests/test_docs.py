@@ -42,7 +42,8 @@ DOCS = [Path(__file__).resolve().parents[1] / "README.md",
 
 
 def shown_commands() -> list[tuple[str, str]]:
-    """Every `starec …` command the README and docs show, in code spans or blocks, with the page it is on."""
+    """Every `starec …` command the README and docs show, in code spans or blocks (also as `$(which starec) …`
+    under a launcher such as `accelerate launch`), with the page it is on."""
     found = []
     for page in DOCS:
         text = page.read_text()
@@ -51,6 +52,8 @@ def shown_commands() -> list[tuple[str, str]]:
         lines += re.findall(r"`(starec [^`]+)`", text)
         for line in lines:
             command = " ".join(line.split("#")[0].split()).rstrip("\\").strip()
+            if "$(which starec)" in command:
+                command = "starec" + command.split("$(which starec)", 1)[1]
             if command.startswith("starec ") and "…" not in command and "..." not in command:
                 found.append((page.name, command))
     return found

@@ -1,9 +1,9 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import Judge
 from gymnasium.utils.env_checker import check_env
 
-from starec_env.agents.llm import LLM, Completion
 from starec_env.policies.registry import make_policy
 from starec_env.metrics import target_ranks
 from starec_env.rewards import positional_reward
@@ -144,22 +144,6 @@ def test_a_simulated_user_served_over_http_decides_as_in_process(ml1m, smollm):
         assert (steps[0]["choice"], steps[0]["rating"]) == (steps[1]["choice"], steps[1]["rating"])
     finally:
         server.shutdown()
-
-
-class Judge(LLM):
-    """A stand-in user model (the env around it is under test): the `favourite`-th option always scores best — of the
-    shown items and of the rating digits alike — and every summary is the same sentence."""
-
-    spec = "judge"
-
-    def __init__(self, favourite: int):
-        self.favourite = favourite
-
-    def _generate(self, chats, sampling):
-        return [[Completion("This user likes films.", 5, 5, "stop")] for _ in chats]
-
-    def score_continuations(self, chats, options):
-        return [[-abs(i - self.favourite) for i in range(len(row))] for row in options]
 
 
 def test_a_session_grows_the_history_with_the_users_own_picks(ml1m):

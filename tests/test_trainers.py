@@ -10,18 +10,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from starec_env.agents.fast import rank_by_likelihood
-from starec_env.agents.prompts import SUMMARY_HEAD, PromptConfig, next_item_chat
-from starec_env.agents.slow import read_reflection
+from starec_env.agents.prompts import SUMMARY_HEAD, PromptConfig
 from starec_env.policies.evidence import CoLikedGraph, CoLikedPolicy, Evidence, describe, most_co_liked
-from starec_env.metrics import summarize, target_rank, target_ranks
-from starec_env.rewards import positional_reward
+from starec_env.metrics import paired_difference, summarize, target_ranks
 from starec_env.trainers.cases import ReflectionCase, reflection_cases, training_cases
 from starec_env.trainers.curves import write_stage_bars
 from starec_env.trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
                               reflection_check, screen, screen_reflection)
-from starec_env.trainers.grpo import GRPORunConfig, MemoryReward, grpo, ranking_reward
-from starec_env.trainers.pipeline import PipelineConfig, _validate
+from starec_env.trainers.grpo import GRPORunConfig, grpo
+from starec_env.trainers.pipeline import PipelineConfig, _paired, _validate
 from starec_env.trainers.sft import SFTRunConfig, hardware, model_path, sft
 
 SHORT = PromptConfig(history=5, think=True)  # short prompts: a CPU optimizer step costs per token
@@ -92,21 +89,6 @@ def test_screen_reflection_checks_format_and_change(text, error):
                           None)
     found = screen_reflection(text.format(target=case.target, old=case.summary), case)
     assert (found is None) if error is None else (error in found)
-
-
-@pytest.mark.slow
-def test_memory_reward_ranks_the_next_round_with_the_new_summary(ml1m, smollm, reflections):
-    reward = MemoryReward(smollm, ml1m, reflections, SHORT)
-    completions = [[{"content": REFLECTION.format(target=reflections[0].target)}], [{"content": ""}],
-                   [{"content": GOOD}]]
-    rewards = reward(completions, reflection=[0, 0, -1])
-    follow_up = reflections[0].follow_up  # ranked by hand with the summary the reflection wrote
-    summary = read_reflection(completions[0][0]["content"], reflections[0].summary).summary
-    chat = next_item_chat(ml1m.titles(follow_up.history[-SHORT.history:]), ml1m.profiles[follow_up.user], summary)
-    (scores,) = rank_by_likelihood(smollm, [chat], [ml1m.titles(follow_up.candidates)])
-    expected = positional_reward(target_rank(np.asarray(scores), follow_up.target_index))[0]
-    assert rewards == [expected, -1.0, None]
-    assert ranking_reward(completions, [-1, -1, 0], [0, 0, 20]) == [None, None, 1.0]
 
 
 def test_training_cases_never_show_held_out_items(ml1m, cases):
@@ -198,11 +180,6 @@ def test_distill_writes_screened_reflection_traces(ml1m, smollm, reflections, tm
     assert refused[0][1] is not None and refused[0][3] == 2
 
 
-def test_rewards_come_from_the_env_reward_module():
-    completions = [[{"content": GOOD}], [{"content": "garbage"}], [{"content": "<think>x</think>[20, 19, 1]"}]]
-    assert ranking_reward(completions, [0, 0, 19], [20, 20, 20]) == [1.0, -1.0, 1.0]
-
-
 @pytest.fixture(scope="module")
 def traces(cases, tmp_path_factory):
     path = tmp_path_factory.mktemp("traces") / "traces.jsonl"
@@ -263,20 +240,14 @@ def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path):
     assert last_checkpoint(tmp_path).endswith("checkpoint-2") and last_checkpoint(tmp_path / "none") is None
 
 
-@pytest.mark.slow
-def test_kill_9_during_sft_then_rerun_gives_the_weights_of_an_uninterrupted_run(traces, smollm, tmp_path):
-    """A real SFT process is killed once its first checkpoint is written; the rerun resumes from it and ends with
-    the weights of a run that was never interrupted."""
+def run_killed_and_whole(run: list[str], tmp_path: Path) -> tuple[Path, Path]:
+    """Run `run + [folder]` once through ("whole"), and once killed with SIGKILL as soon as its first checkpoint
+    is complete, then rerun to the end on the same folder ("killed"); returns both folders."""
     import os
     import signal
     import subprocess
-    import sys
     import time
 
-    code = ("import sys; from pathlib import Path; from starec_env.trainers.sft import SFTRunConfig, sft; "
-            "sft(Path(sys.argv[1]), Path(sys.argv[2]), SFTRunConfig(steps=3, batch_size=1, save_every=1, "
-            "learning_rate=5e-4))")
-    run = [sys.executable, "-c", code, str(traces)]
     whole = subprocess.run([*run, str(tmp_path / "whole")], capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = subprocess.Popen([*run, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -289,7 +260,20 @@ def test_kill_9_during_sft_then_rerun_gives_the_weights_of_an_uninterrupted_run(
     assert first.is_file() and not (tmp_path / "killed" / "final").exists()
     resumed = subprocess.run([*run, str(tmp_path / "killed")], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    expected, got = _weights(tmp_path / "whole" / "final"), _weights(tmp_path / "killed" / "final")
+    return tmp_path / "whole", tmp_path / "killed"
+
+
+@pytest.mark.slow
+def test_kill_9_during_sft_then_rerun_gives_the_weights_of_an_uninterrupted_run(traces, smollm, tmp_path):
+    """A real SFT process is killed once its first checkpoint is written; the rerun resumes from it and ends with
+    the weights of a run that was never interrupted."""
+    import sys
+
+    code = ("import sys; from pathlib import Path; from starec_env.trainers.sft import SFTRunConfig, sft; "
+            "sft(Path(sys.argv[1]), Path(sys.argv[2]), SFTRunConfig(steps=3, batch_size=1, save_every=1, "
+            "learning_rate=5e-4))")
+    whole, killed = run_killed_and_whole([sys.executable, "-c", code, str(traces)], tmp_path)
+    expected, got = _weights(whole / "final"), _weights(killed / "final")
     assert expected.keys() == got.keys()
     assert all(torch.allclose(expected[k], got[k], rtol=0, atol=1e-6) for k in expected)
     base = _weights(Path(model_path(None)))
@@ -297,16 +281,55 @@ def test_kill_9_during_sft_then_rerun_gives_the_weights_of_an_uninterrupted_run(
 
 
 @pytest.mark.slow
-def test_grpo_steps_with_env_rewards_change_weights(ml1m, anchored, tmp_path):
+def test_kill_9_during_grpo_then_rerun_gives_the_same_next_step(tmp_path):
+    """A real GRPO process on env episodes is killed once its first checkpoint is written; the rerun resumes from it
+    (RNG states, the sampler's place) and its second step equals that of an uninterrupted run."""
+    import sys
+
+    code = ("import sys; from pathlib import Path; from starec_env.agents.prompts import PromptConfig; "
+            "from starec_env.protocol import build_protocol; from starec_env.trainers.sft import model_path; "
+            "from starec_env.trainers.grpo import GRPORunConfig, grpo; "
+            "grpo(model_path(None), build_protocol('ml-1m'), Path(sys.argv[1]), GRPORunConfig(steps=2, "
+            "generations=2, prompts_per_step=1, micro_batch=2, max_completion_length=16, users=2, rounds=1, "
+            "save_every=1, learning_rate=1e-4), PromptConfig(history=3))")
+    whole, killed = run_killed_and_whole([sys.executable, "-c", code], tmp_path)
+    logs = [pd.read_csv(folder / "grpo.csv") for folder in (whole, killed)]
+    assert logs[0]["reward"].iloc[1] == logs[1]["reward"].iloc[-2]  # the second step saw the same rollouts
+    expected, got = _weights(whole / "final"), _weights(killed / "final")
+    assert all(torch.allclose(expected[k], got[k], rtol=0, atol=1e-6) for k in expected)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_grpo_on_env_episodes_in_two_processes(tmp_path):
+    """Scale-out for real: `accelerate launch --cpu --num_processes 2 starec grpo`, each process playing the
+    episodes of its share of the step's prompts."""
+    import subprocess
+    import sys
+
+    tools = Path(sys.executable).parent
+    run = [str(tools / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(tools / "starec"), "grpo", "--out",
+           str(tmp_path), "--history", "3", "--no-evidence", "--no-think", "--grpo-steps", "1",
+           "--grpo-generations", "2", "--grpo-prompts-per-step", "2", "--grpo-micro-batch", "1",
+           "--grpo-max-completion-length", "16", "--grpo-users", "4", "--grpo-rounds", "2"]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = pd.read_csv(tmp_path / "grpo.csv")
+    assert log["step"].iloc[0] == 1 and "rewards/episode_reward/mean" in log
+    assert (tmp_path / "final" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_grpo_step_on_two_round_env_episodes_changes_weights(ml1m, anchored, tmp_path):
     start = anchored["final"]
     config = GRPORunConfig(steps=1, generations=4, prompts_per_step=1, max_completion_length=32, users=4,
-                           reflection_users=2, learning_rate=1e-4, temperature=1.0)
+                           rounds=2, learning_rate=1e-4, temperature=1.0)
     final = grpo(str(start), ml1m, tmp_path / "grpo", config, replace(SHORT, evidence=True))
     before, after = _weights(start), _weights(final)
     assert any(not torch.equal(before[k], after[k]) for k in after)
     log = pd.read_csv(tmp_path / "grpo" / "grpo.csv")
     assert {"reward", "reward_std", "kl"} <= set(log.columns) and log["reward_std"].iloc[0] > 0
-    assert {"rewards/ranking_reward/mean", "rewards/memory_reward/mean"} <= set(log.columns)
+    assert {"rewards/episode_reward/mean", "rewards/reflection_reward/mean"} <= set(log.columns)
 
 
 def test_the_validation_table_is_written_whole_with_a_bar_per_stage(tmp_path):
@@ -315,6 +338,26 @@ def test_the_validation_table_is_written_whole_with_a_bar_per_stage(tmp_path):
     assert list(frame["stage"]) == ["base", "sft"]
     assert list(pd.read_csv(tmp_path / "validation.csv").columns) == ["stage", "ndcg@10", "users"]
     assert (tmp_path / "validation.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_each_stage_is_compared_user_by_user_with_the_one_it_builds_on(tmp_path):
+    base = {"stage": "base", "users": 8, "ranks": [20] * 7 + [1]}  # NDCG@10 0 for seven users, 1 for one
+    sft = {"stage": "sft", "users": 8, "ranks": [1] * 8}
+    row = {**sft, **_paired(base, sft)}
+    assert (row["vs"], row["better"], row["worse"]) == ("base", 7, 0)
+    assert row["delta_ndcg@10"] == pytest.approx(7 / 8) and row["delta_se"] == pytest.approx(0.125)
+    assert row["p_wilcoxon"] == pytest.approx(2 / 2**7) and row["significant"]  # exact two-sided: 2 of 128 signs
+    frame = write_stage_bars([{**base, "ndcg@10": 1 / 8}, {**row, "ndcg@10": 1.0}], tmp_path, "validation",
+                             "ndcg@10", chance=0.227)
+    table = (tmp_path / "validation.md").read_text().splitlines()
+    assert table[2] == "| base | 8 | 12.50 |  |  |  |  |" and len(frame) == 2
+    assert table[3] == "| sft | 8 | 100.00 | base | **+87.50 ± 12.50** | 0.0156 | 7 / 0 |"
+
+
+def test_paired_difference_refuses_unpaired_values():
+    with pytest.raises(ValueError, match="same users"):
+        paired_difference([0.1, 0.2], [0.1, 0.2, 0.3])
+    assert paired_difference([0.5, 0.2], [0.5, 0.2])["p_wilcoxon"] == 1.0  # no user changed
 
 
 @pytest.mark.slow

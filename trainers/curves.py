@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from starec_env.files import atomic_path  # noqa: E402
+from starec_env.files import atomic_path, write_text  # noqa: E402
 
 
 def write_curves(log_history: list[dict], out: Path, name: str, keys: tuple[str, ...]) -> pd.DataFrame:
@@ -37,10 +37,11 @@ def write_curves(log_history: list[dict], out: Path, name: str, keys: tuple[str,
 
 def write_stage_bars(rows: list[dict], out: Path, name: str, metric: str, chance: float) -> pd.DataFrame:
     """One bar per stage (base, SFT, …) against the level of a random ranking: stages are not steps, so no line joins
-    them. The CSV holds every column of `rows`."""
+    them. The CSV holds every column of `rows`; the markdown table the metric and each stage's paired comparison."""
     frame = pd.DataFrame(rows)
     with atomic_path(out / f"{name}.csv") as scratch:
         frame.to_csv(scratch, index=False)
+    write_text(out / f"{name}.md", stage_table(frame, metric))
     figure, axis = plt.subplots(figsize=(6, 0.4 * len(frame) + 1.2))
     axis.barh(frame["stage"], 100 * frame[metric])
     axis.axvline(100 * chance, color="grey", linestyle="--", label="random ranking")
@@ -55,3 +56,17 @@ def write_stage_bars(rows: list[dict], out: Path, name: str, metric: str, chance
         figure.savefig(scratch, dpi=120)
     plt.close(figure)
     return frame
+
+
+def stage_table(frame: pd.DataFrame, metric: str) -> str:
+    """Markdown: each stage's `metric` × 100 and, where it builds on another stage, the paired difference to it
+    (mean ± standard error × 100, Wilcoxon p, users better / worse); a significant difference (p < 0.05) in bold."""
+    lines = [f"| stage | users | {metric} | vs | Δ {metric} | p (Wilcoxon) | better / worse |", "|---" * 7 + "|"]
+    for row in frame.to_dict("records"):
+        paired = ["", "", "", ""]
+        if isinstance(row.get("vs"), str):
+            delta = f"{100 * row[f'delta_{metric}']:+.2f} ± {100 * row['delta_se']:.2f}"
+            paired = [row["vs"], f"**{delta}**" if row["significant"] else delta, f"{row['p_wilcoxon']:.3g}",
+                      f"{int(row['better'])} / {int(row['worse'])}"]
+        lines.append(f"| {row['stage']} | {int(row['users'])} | {100 * row[metric]:.2f} | " + " | ".join(paired) + " |")
+    return "\n".join(lines) + "\n"

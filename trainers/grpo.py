@@ -1,31 +1,24 @@
-"""GRPO on prompts and rewards from the environment (TRL GRPOTrainer), anchored by KL to the SFT reference.
+"""GRPO on episodes of the environment (TRL GRPOTrainer), anchored by KL to the SFT reference.
 
-Prompts are the env's simulated feedback loop over training interactions (`trainers.cases`): ranking rounds in the
-STARec policy's fast-thinking format (with the co-liked evidence line unless `evidence=False`), and reflections on a
-missed round (slow thinking: rewrite the preference summary). Each prompt gets a group of `generations` completions.
-A ranking earns the env's positional reward (`starec_env.rewards`; an answer that names no candidate earns the
-"missing" reward); a reflection earns the memory-update reward — the positional reward of the user's next round,
-ranked by likelihood with the rewritten summary by the frozen starting model. KL β = 1e-3 to the starting (SFT)
-model. Because this is TRL's trainer, `accelerate launch` spreads it over GPUs and `use_vllm=True` speeds up
-generation where vLLM runs.
+Each prompt is round 1 of a training user's episode and each of its `generations` completions plays that episode
+to the end in the env (`trainers.rollouts`, TRL's `rollout_func`): rank → the env's reward → on a miss, reflect and
+rewrite the preference summary → rank the next round with it. TRL computes the group advantages, the loss, the KL
+(β = 1e-3 to the starting model) and the logs from those rollouts: `episode_reward` is the mean round reward
+`env.step` returned, `reflection_reward` the reward of the rounds that follow a reflection (the memory-update
+reward). `mode="replay"` rewards the logged next items; `mode="simulate"` the simulated user's picks and likes.
+Because this is TRL's trainer, `accelerate launch` spreads it over processes or GPUs and `use_vllm=True` generates
+with vLLM where it runs.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from starec_env.agents import slow
-from starec_env.agents.llm import LLM, load_llm
-from starec_env.agents.loop import FeedbackLoop, Round
-from starec_env.agents.memory import Memory
-from starec_env.agents.parsing import parse_ranking
 from starec_env.agents.prompts import PromptConfig
-from starec_env.policies.evidence import CoLikedGraph
-from starec_env.metrics import target_rank
 from starec_env.protocol import Protocol
-from starec_env.rewards import memory_reward, positional_reward
-from starec_env.trainers.cases import ReflectionCase, reflection_cases, training_cases
+from starec_env.trainers.rollouts import EnvRollouts, episode_reward, reflection_reward
 from starec_env.trainers.curves import write_curves
 from starec_env.trainers.sft import hardware, keep_freed_memory, last_checkpoint, save_merged
 
@@ -37,69 +30,53 @@ class GRPORunConfig:
     steps: int = field(default=16, metadata={"help": "optimizer steps"})
     generations: int = field(default=8, metadata={"help": "completions per prompt (the group)"})
     prompts_per_step: int = field(default=2, metadata={"help": "prompts per optimizer step"})
-    micro_batch: int = field(default=4, metadata={
-        "help": "completions per forward/backward pass; must divide generations × prompts_per_step (smaller: less "
-                "memory)"})
+    micro_batch: int | None = field(default=None, metadata={
+        "help": "episodes per forward/backward pass; × processes it must divide generations × prompts_per_step "
+                "(default 4 for one-round episodes, 1 for longer ones: smaller needs less memory)"})
     beta: float = field(default=1e-3, metadata={"help": "KL coefficient to the reference (SFT) model"})
     learning_rate: float = field(default=1e-5, metadata={"help": "peak learning rate (linear decay)"})
     temperature: float = field(default=1.0, metadata={
         "help": "sampling temperature of the groups (higher: fewer groups with no reward spread)"})
     max_completion_length: int = field(default=128, metadata={
-        "help": "tokens per completion (a <think> naming three labels + 20 labels is about 80)"})
+        "help": "tokens per answer, ranking or reflection (a <think> naming three labels + 20 labels is about 80)"})
     save_every: int = field(default=10, metadata={"help": "steps between checkpoints"})
-    users: int = field(default=40, metadata={"help": "users whose last training round is a ranking prompt"})
-    reflection_users: int = field(default=48, metadata={
-        "help": "users whose feedback loop is replayed; each miss is a reflection prompt"})
+    users: int = field(default=40, metadata={"help": "training users whose episodes are the prompts"})
+    mode: str = field(default="replay", metadata={
+        "help": "what rewards the rollouts: replay (logged next items), simulate or session (the simulated user)"})
+    rounds: int = field(default=1, metadata={
+        "help": "rounds per episode; from 2 on the policy reflects after each miss and the next round rewards that "
+                "(each round makes an episode longer and a CPU step several times slower)"})
+    simulator: str = field(default="", metadata={
+        "help": "the simulated user's LLM spec in simulate/session mode (default: the embedded model)"})
     bf16: bool | None = field(default=None, metadata={
         "help": "bfloat16 autocast (default: where bf16 matrix products are native)"})
+    vllm: str = field(default="", metadata={
+        "help": "generate with vLLM: colocate (in the training processes) or server (`trl vllm-serve` at "
+                "--grpo-vllm-url); default: transformers"})
+    vllm_url: str = field(default="http://127.0.0.1:8000", metadata={"help": "the vLLM server of --grpo-vllm server"})
     seed: int = field(default=1, metadata={"help": "draw of training users (another than distillation's)"})
 
 
-def ranking_reward(completions, target_index, n_candidates, **_) -> list[float | None]:
-    """The env's positional reward of each completion's ranking; unparseable answers get the missing reward.
-    Reflection prompts (no candidates) get None: TRL leaves them to the memory reward."""
-    rewards = []
-    for completion, target, n in zip(completions, target_index, n_candidates):
-        if not n:
-            rewards.append(None)
-            continue
-        parsed = parse_ranking(_text(completion), ["?"] * int(n))
-        rank = target_rank(parsed.scores(), int(target)) if parsed.status != "failed" else None
-        rewards.append(float(positional_reward(rank)[0]))
-    return rewards
+@dataclass
+class GRPOJob:
+    """`starec grpo`: GRPO alone on env episodes from a given model — the entry point `accelerate launch` spreads
+    over processes or GPUs (each process plays the episodes of its share of the prompts)."""
+
+    model: str = field(default="", metadata={"help": "starting model: an SFT folder or a HF id (default: embedded)"})
+    dataset: str = field(default="ml-1m", metadata={"help": "a registered dataset name or a path to your own data"})
+    out: str = field(default="", metadata={"help": "run folder (default runs/grpo-<dataset>); rerun it to resume"})
+    prompt: PromptConfig = field(default_factory=lambda: PromptConfig(evidence=True, think=True),
+                                 metadata={"prefix": ""})
+    grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
 
 
-class MemoryReward:
-    """Reward of a reflection: its rewritten summary ranks the user's next round (likelihood, frozen `scorer`), and
-    the target's rank there is priced by `rewards.memory_reward`. A reflection with no usable summary is missing."""
+def run_grpo(job: GRPOJob) -> Path:
+    from starec_env.protocol import build_protocol, default_config
+    from starec_env.trainers.sft import model_path
 
-    __name__ = "memory_reward"  # TRL logs each reward function under its name
-
-    def __init__(self, scorer: LLM, protocol: Protocol, cases: list[ReflectionCase], prompt: PromptConfig):
-        self.loop, self.cases = FeedbackLoop(scorer, protocol, prompt), cases
-
-    def __call__(self, completions, reflection, **_) -> list[float | None]:
-        rewards: list[float | None] = [None] * len(completions)
-        rows = [i for i, case in enumerate(reflection) if case >= 0]
-        if rows:
-            scored = self.follow_up([self.cases[reflection[i]] for i in rows], [_text(completions[i]) for i in rows])
-            for i, reward in zip(rows, scored):
-                rewards[i] = reward
-        return rewards
-
-    def follow_up(self, cases: list[ReflectionCase], answers: list[str]) -> list[float]:
-        read = [slow.read_reflection(answer, case.summary) for case, answer in zip(cases, answers)]
-        profiles = self.loop.catalogue.profiles
-        memories = [Memory(case.user, profiles[case.user], summary=r.summary) for case, r in zip(cases, read)]
-        rounds = [Round(case.follow_up.history, case.follow_up.candidates) for case in cases]
-        scores = self.loop.rank_by_likelihood(memories, rounds)
-        ranks = [None if r.status == "failed" else target_rank(row, case.follow_up.target_index)
-                 for case, r, row in zip(cases, read, scores)]
-        return [float(reward) for reward in memory_reward(ranks)]
-
-
-def _text(completion) -> str:
-    return completion[0]["content"] if isinstance(completion, list) else completion
+    protocol = build_protocol(job.dataset, default_config(job.dataset))
+    return grpo(model_path(job.model or None), protocol, Path(job.out or f"runs/grpo-{job.dataset}"), job.grpo,
+                job.prompt)
 
 
 def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig, prompt: PromptConfig) -> Path:
@@ -107,32 +84,39 @@ def grpo(model: str, protocol: Protocol, out: Path, config: GRPORunConfig, promp
     from trl import GRPOConfig, GRPOTrainer
 
     group_batch = config.generations * config.prompts_per_step
-    if group_batch % config.micro_batch:
-        raise ValueError(f"micro_batch {config.micro_batch} must divide "
+    micro_batch = config.micro_batch or (4 if config.rounds == 1 else 1)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun
+    if config.vllm not in ("", "colocate", "server"):
+        raise ValueError(f"vllm must be colocate, server or empty (transformers), got {config.vllm!r}")
+    if group_batch % (micro_batch * processes):
+        raise ValueError(f"micro_batch {micro_batch} × {processes} processes must divide "
                          f"generations × prompts_per_step = {group_batch}")
     keep_freed_memory()
-    scorer = load_llm(f"hf:{model}")
-    reflections = reflection_cases(protocol, scorer, config.reflection_users, config.seed, prompt)
-    graph = CoLikedGraph(protocol.train("full"), popular=prompt.popular) if prompt.evidence else None
-    rows = [{"prompt": case.chat, "target_index": case.target_index, "n_candidates": len(case.candidates),
-             "reflection": -1}
-            for case in training_cases(protocol, config.users, config.seed, prompt, 1, graph)]
-    rows += [{"prompt": case.chat, "target_index": -1, "n_candidates": 0, "reflection": i}
-             for i, case in enumerate(reflections)]
-    dataset = Dataset.from_list(rows)
+    rollouts = EnvRollouts(protocol, prompt, config.mode, config.rounds, config.seed, config.simulator or None)
+    dataset = Dataset.from_list(rollouts.prompts(config.users))
     args = GRPOConfig(output_dir=str(out / "checkpoints"), max_steps=config.steps,
-                      per_device_train_batch_size=config.micro_batch,
-                      gradient_accumulation_steps=group_batch // config.micro_batch,
+                      per_device_train_batch_size=micro_batch,
+                      gradient_accumulation_steps=group_batch // (micro_batch * processes),
                       num_generations=config.generations, beta=config.beta, learning_rate=config.learning_rate,
                       temperature=config.temperature, max_completion_length=config.max_completion_length,
                       logging_steps=1, save_steps=config.save_every, save_total_limit=2, report_to="none",
-                      **hardware(config.bf16), seed=config.seed, disable_tqdm=False)
-    rewards = [ranking_reward, MemoryReward(scorer, protocol, reflections, prompt)]
-    trainer = GRPOTrainer(model=model, reward_funcs=rewards, args=args, train_dataset=dataset)
+                      **hardware(config.bf16), seed=config.seed, disable_tqdm=False, **_vllm(config))
+    trainer = GRPOTrainer(model=model, reward_funcs=[episode_reward, reflection_reward], args=args,
+                          train_dataset=dataset, rollout_func=rollouts)
     trainer.train(resume_from_checkpoint=last_checkpoint(out / "checkpoints"))
     final = out / "final"
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.accelerator.is_main_process:
+        return final
     save_merged(trainer, final)
-    write_curves(trainer.state.log_history, out, "grpo", ("reward", "rewards/ranking_reward/mean",
-                                                          "rewards/memory_reward/mean", "kl", "loss",
+    write_curves(trainer.state.log_history, out, "grpo", ("reward", "rewards/episode_reward/mean",
+                                                          "rewards/reflection_reward/mean", "kl", "loss",
                                                           "completions/mean_length"))
     return final
+
+
+def _vllm(config: GRPORunConfig) -> dict:
+    if not config.vllm:
+        return {}
+    server = {"vllm_server_base_url": config.vllm_url} if config.vllm == "server" else {}
+    return {"use_vllm": True, "vllm_mode": config.vllm, **server}

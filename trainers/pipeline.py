@@ -6,7 +6,9 @@ the same command again loses at most the batch or the steps since the last check
 validated as soon as it exists: the STARec policy ranks the protocol's validation cases (never the test ones) in
 generative mode, with the same prompts as training (`PipelineConfig.prompt`) — base model, SFT, SFT+GRPO,
 the last again without self-reflection (history only, no summary) and, with `ablations`, GRPO without SFT. Every
-row uses the same validation users and candidates.
+row uses the same validation users and candidates, so each stage is compared user by user with the one it builds on:
+the mean NDCG@10 difference, its standard error, a Wilcoxon signed-rank p-value and the users better and worse
+(`validation.json`, `validation.csv` and `validation.md`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tqdm.auto import tqdm
 from starec_env.agents.prompts import PromptConfig
 from starec_env.files import read_json, write_json
 from starec_env.policies.starec import STARecPolicy
-from starec_env.metrics import ndcg, summarize, target_ranks
+from starec_env.metrics import ndcg, paired_difference, summarize, target_ranks
 from starec_env.protocol import build_protocol, default_config
 from starec_env.trainers.curves import write_stage_bars
 from starec_env.trainers.distill import DistillConfig, distill
@@ -55,10 +57,13 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     timings = _load(out / "timings.json")
     rows = _load(out / "validation.json").get("rows", [])
 
-    def validate(stage: str, model: str, reflect_steps: int = config.reflect_steps) -> str:
-        """Score a stage's checkpoint as soon as it exists, so a bad stage shows before the next one trains."""
+    def validate(stage: str, model: str, against: str | None, reflect_steps: int = config.reflect_steps) -> str:
+        """Score a stage's checkpoint as soon as it exists, so a bad stage shows before the next one trains; compare
+        it user by user with the stage it builds on (`against`)."""
         if stage not in {row["stage"] for row in rows}:
             rows.append(_validate(protocol, stage, model, reflect_steps, config))
+            if against is not None:
+                rows[-1].update(_paired(next(row for row in rows if row["stage"] == against), rows[-1]))
             _save(out / "validation.json", {"rows": rows})
             tqdm.write(f"{stage}: validation NDCG@10 {100 * rows[-1]['ndcg@10']:.2f} ({rows[-1]['users']} users)")
         return model
@@ -67,16 +72,16 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     if "distill" not in timings:
         timings["distill"] = _timed(lambda: distill(protocol, config.distill, traces, config.prompt))
         _save(out / "timings.json", timings)
-    base = validate("base", model_path(config.sft.model))
+    base = validate("base", model_path(config.sft.model), None)
     anchored = validate("sft", _stage(out / "sft", timings, lambda: sft(
-        [traces / "traces.jsonl", traces / "reflections.jsonl"], out / "sft", config.sft)))
+        [traces / "traces.jsonl", traces / "reflections.jsonl"], out / "sft", config.sft)), "base")
     full = validate("sft+grpo", _stage(out / "grpo", timings, lambda: grpo(anchored, protocol, out / "grpo",
-                                                                           config.grpo, config.prompt)))
-    validate("sft+grpo w/o self-reflection", full, reflect_steps=0)
+                                                                           config.grpo, config.prompt)), "sft")
+    validate("sft+grpo w/o self-reflection", full, "sft+grpo", reflect_steps=0)
     if config.ablations:
         validate("grpo w/o sft", _stage(out / "grpo-no-sft", timings,
                                         lambda: grpo(base, protocol, out / "grpo-no-sft", config.grpo,
-                                                     config.prompt)))
+                                                     config.prompt)), "base")
     chance = float(ndcg(np.arange(1, protocol.valid.candidates.shape[1] + 1), 10).mean())
     write_stage_bars(rows, out, "validation", "ndcg@10", chance)
     return rows
@@ -92,6 +97,13 @@ def _validate(protocol, stage: str, model: str, reflect_steps: int, config: Pipe
     return {"stage": stage, "model": str(model), "reflect_steps": reflect_steps, "users": len(cases),
             **summarize(ranks), "ranks": [int(rank) for rank in ranks],
             **{f"usage_{k}": v for k, v in policy.usage.items()}}
+
+
+def _paired(earlier: dict, row: dict) -> dict:
+    """NDCG@10 of `row` minus that of `earlier`, user by user (`metrics.paired_difference`), as table columns."""
+    difference = paired_difference(ndcg(np.asarray(earlier["ranks"]), 10), ndcg(np.asarray(row["ranks"]), 10))
+    return {"vs": earlier["stage"], "delta_ndcg@10": difference["mean"], "delta_se": difference["se"],
+            **{key: difference[key] for key in ("p_wilcoxon", "better", "worse", "significant")}}
 
 
 def _stage(folder: Path, timings: dict, train) -> str:
