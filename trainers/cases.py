@@ -49,10 +49,8 @@ def training_cases(protocol: Protocol, users: int, seed: int, prompt: PromptConf
     popular) candidates, from other users' interactions only, as in the STARec policy with `evidence=True`."""
     env = UserEnv(protocol=protocol, rounds=rounds, split="train")
     loop = FeedbackLoop(None, protocol, prompt)  # prompts only: cases are written, not answered
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(protocol.test), size=min(users, len(protocol.test)), replace=False)
     cases = []
-    for index in chosen:
+    for index in drawn_cases(protocol, users, seed):
         observation, _ = env.reset(seed=int(seed + index), options={"case": int(index)})
         for _ in range(rounds):
             candidates, seen = observation["candidates"], observation["history"]
@@ -82,9 +80,19 @@ def reflection_cases(protocol: Protocol, llm: LLM, users: int, seed: int,
     return cases
 
 
+def drawn_cases(protocol: Protocol, users: int, seed: int) -> np.ndarray:
+    """The case indices of `users` training users drawn with `seed` (each user's episode ends before validation)."""
+    return np.random.default_rng(seed).choice(len(protocol.test), size=min(users, len(protocol.test)), replace=False)
+
+
+def evidence_lines(evidence: Evidence | None) -> dict[str, str]:
+    """The ranking prompt's evidence lines (`FeedbackLoop.ranking_chat`'s keywords); none without evidence."""
+    return {"evidence": evidence.line(), "popular": evidence.popular_line()} if evidence else {}
+
+
 def _ranking_case(loop: FeedbackLoop, user, history, candidates, target_index, graph) -> TrainingCase:
     evidence = graph.evidence(history, candidates, without_user=user) if graph is not None else None
-    lines = {"evidence": evidence.line(), "popular": evidence.popular_line()} if evidence else {}
+    lines = evidence_lines(evidence)
     chat = loop.ranking_chat(Memory(int(user), loop.catalogue.profiles[user]), Round(history, candidates), **lines)
     return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat,
                         evidence)

@@ -23,6 +23,9 @@ from starec_env.trainers.curves import write_curves
 from starec_env.trainers.sft import hardware, keep_freed_memory, last_checkpoint, save_merged
 
 
+TRAINING_PROMPT = PromptConfig(evidence=True, think=True)  # what `starec train` and `starec grpo` show by default
+
+
 @dataclass(frozen=True)
 class GRPORunConfig:
     """GRPO's budget and optimiser; what the prompts show is the pipeline's `PromptConfig`."""
@@ -65,8 +68,7 @@ class GRPOJob:
     model: str = field(default="", metadata={"help": "starting model: an SFT folder or a HF id (default: embedded)"})
     dataset: str = field(default="ml-1m", metadata={"help": "a registered dataset name or a path to your own data"})
     out: str = field(default="", metadata={"help": "run folder (default runs/grpo-<dataset>); rerun it to resume"})
-    prompt: PromptConfig = field(default_factory=lambda: PromptConfig(evidence=True, think=True),
-                                 metadata={"prefix": ""})
+    prompt: PromptConfig = field(default_factory=lambda: TRAINING_PROMPT, metadata={"prefix": ""})
     grpo: GRPORunConfig = field(default_factory=GRPORunConfig)
 
 

@@ -27,7 +27,7 @@ from starec_env.metrics import ndcg, paired_difference, summarize, target_ranks
 from starec_env.protocol import build_protocol, default_config
 from starec_env.trainers.curves import write_stage_bars
 from starec_env.trainers.distill import DistillConfig, distill
-from starec_env.trainers.grpo import GRPORunConfig, grpo
+from starec_env.trainers.grpo import TRAINING_PROMPT, GRPORunConfig, grpo
 from starec_env.trainers.sft import SFTRunConfig, model_path, sft
 
 
@@ -38,8 +38,7 @@ class PipelineConfig:
 
     dataset: str = field(default="ml-1m", metadata={"help": "a registered dataset name or a path to your own data"})
     out: str = field(default="", metadata={"help": "run folder (default runs/train-<dataset>); rerun the same to resume"})
-    prompt: PromptConfig = field(default_factory=lambda: PromptConfig(evidence=True, think=True),
-                                 metadata={"prefix": ""})  # its flags are --history, --evidence, --popular, …
+    prompt: PromptConfig = field(default_factory=lambda: TRAINING_PROMPT, metadata={"prefix": ""})  # its flags are --history, --evidence, --popular, …
     distill: DistillConfig = field(default_factory=DistillConfig)
     sft: SFTRunConfig = field(default_factory=SFTRunConfig)
     grpo: GRPORunConfig = field(default_factory=GRPORunConfig)

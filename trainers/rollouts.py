@@ -42,6 +42,7 @@ from starec_env.agents.society import AgentConfig, Population
 from starec_env.envs import SIMULATED, UserEnv
 from starec_env.policies.evidence import CoLikedGraph
 from starec_env.rewards import positional_reward
+from starec_env.trainers.cases import drawn_cases, evidence_lines
 
 Sample = Callable[[list[list[int]]], tuple[list[list[int]], list[list[float]] | None]]  # contexts → answers
 ANSWER = "\x00answer\x00"  # stands for the policy's last answer while the template renders what follows it
@@ -89,10 +90,8 @@ class EnvRollouts:
     # ------------------------------------------------------------------------------------------ dataset rows
     def prompts(self, users: int) -> list[dict]:
         """Round 1's prompt of `users` training users drawn with the seed: the rows of the trainer's dataset."""
-        chosen = np.random.default_rng(self.seed).choice(len(self.protocol.test), size=min(users, len(
-            self.protocol.test)), replace=False)
         rows = []
-        for case in chosen:
+        for case in drawn_cases(self.protocol, users, self.seed):
             env = self._env(self._population(0))
             env.begin_episode(self.episode_seed(case), {"case": int(case)})  # where an episode starts, no LLM call
             user, _ = env.starting_point()
@@ -232,11 +231,9 @@ class EnvRollouts:
 
     def _ranking_chat(self, memory: Memory, observation: dict) -> Chat:
         round_ = _round(observation)
-        lines = {}
-        if self.graph is not None:
-            evidence = self.graph.evidence(round_.history, round_.candidates, without_user=memory.user)
-            lines = {"evidence": evidence.line(), "popular": evidence.popular_line()}
-        return self.loop.ranking_chat(memory, round_, **lines)
+        evidence = None if self.graph is None else self.graph.evidence(round_.history, round_.candidates,
+                                                                       without_user=memory.user)
+        return self.loop.ranking_chat(memory, round_, **evidence_lines(evidence))
 
     def _env(self, population: Population | None) -> UserEnv:
         return UserEnv(protocol=self.protocol, mode=self.mode, rounds=self.rounds, split="train",
