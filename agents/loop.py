@@ -100,11 +100,11 @@ class FeedbackLoop:
         return prompts.reflection_chat(memory.summary, self.recent(round_.history), target, decision.said,
                                        f"chose {target}", memory.profile)
 
-    def ranking_chat(self, memory: Memory, round_: Round, evidence: str = "", popular: str = "") -> Chat:
-        """Generative fast thinking: the candidates listed with labels, and the evidence lines when given."""
+    def ranking_chat(self, memory: Memory, round_: Round, **evidence: str) -> Chat:
+        """Generative fast thinking: the candidates listed with labels, and the evidence lines when given
+        (`Evidence.lines()`: `evidence`, `popular`, `tool`, `tool_name`)."""
         return prompts.ranking_chat(self.recent(round_.history), self.catalogue.titles(round_.candidates),
-                                    memory.profile, memory.summary, think=self.prompt.think, evidence=evidence,
-                                    popular=popular)
+                                    memory.profile, memory.summary, think=self.prompt.think, **evidence)
 
     def rank_by_likelihood(self, memories: Sequence[Memory], rounds: Sequence[Round],
                            named: Sequence[Sequence[str]] | None = None) -> list[np.ndarray]:

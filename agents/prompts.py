@@ -29,6 +29,9 @@ class PromptConfig:
                 "to ranking prompts"})
     popular: int = field(default=0, metadata={
         "help": "with evidence, also name the N most popular candidates (for sparse catalogues such as Amazon CDs)"})
+    tool: str = field(default="", metadata={
+        "help": "add the line of a recommender tool's ten best candidates (any policy name, e.g. sasrec, bpr, pop; "
+                "fitted on training data only) to ranking prompts"})
     think: bool = field(default=False, metadata={
         "help": "a generated ranking starts with a <think> rationale"})
     summary_tokens: int = field(default=48, metadata={"help": "token budget of a first preference summary"})
@@ -54,7 +57,8 @@ def describe_user(profile: str = "", summary: str = "", history: Sequence[str] =
 
 
 def ranking_chat(history: Sequence[str], candidates: Sequence[str], profile: str = "", summary: str = "",
-                 think: bool = False, style: str = "number", evidence: str = "", popular: str = "") -> Chat:
+                 think: bool = False, style: str = "number", evidence: str = "", popular: str = "", tool: str = "",
+                 tool_name: str = "") -> Chat:
     """Fast thinking of the ranker: order `candidates` for the user, optionally after lines of evidence about them.
 
     The evidence is one line in its own order (most co-liked first), not a number beside each candidate: copying
@@ -68,6 +72,8 @@ def ranking_chat(history: Sequence[str], candidates: Sequence[str], profile: str
         lines.append(f"Co-liked with the user's recent items, most first: {evidence}")
     if popular:
         lines.append(f"Most popular with all users, most first: {popular}")
+    if tool:
+        lines.append(f"The {tool_name} recommender ranks first: {tool}")
     answer = "the labels of all candidates, best first, as a list like [3, 1, 2, ...]"
     lines.append(f"First explain briefly inside <think></think>, then give {answer}." if think
                  else f"Answer with {answer}.")

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from starec_env.agents import fast, prompts
 from starec_env.agents.grounded import GroundedChoice
+from starec_env.agents.llm import load_llm
 from starec_env.agents.society import AgentConfig, FeedbackRequest, Population
 from starec_env.datasets import dataset_spec
 from starec_env.files import atomic_path, read_json, write_json, write_text
@@ -72,6 +73,8 @@ class FidelityConfig:
     fit: bool = field(default=False, metadata={
         "help": "add the grounded user, its weights fitted on validation cases only"})
     model: str | None = field(default=None, metadata={"help": "LLM spec (default: the embedded SmolLM2)"})
+    dtype: str = field(default="", metadata={
+        "help": "weights of an in-process (hf:) model: float32 or bfloat16 (default: bfloat16 where native)"})
     seed: int = field(default=0, metadata={"help": "protocol seed and the seed of every random draw"})
     resamples: int = field(default=200, metadata={"help": "bootstrap resamples of users for standard errors"})
     chunk: int = field(default=16, metadata={
@@ -391,7 +394,8 @@ def run_fidelity(config: FidelityConfig, resume: Path | None = None) -> tuple[li
         else:
             population = population or _population(protocol, config, out)
             answers[name], cost = _llm_row(name, population, protocol, few, out, config.chunk)
-            rows.append({"row": name, **measure(few, answers[name], config.resamples, config.seed), **cost})
+            rows.append({"row": name, **measure(few, answers[name], config.resamples, config.seed), **cost,
+                         "dtype": population.llm.dtype})
         write_fidelity(rows, config, protocol, out, answers, few, histogram)
     if config.fit:
         population = population or _population(protocol, config, out)
@@ -423,7 +427,8 @@ def check_resumable(folder: Path, config: FidelityConfig) -> None:
 
 def _population(protocol: Protocol, config: FidelityConfig, out: Path) -> Population:
     """The simulated users, with the summaries an interrupted run of this folder had written."""
-    population = Population(protocol, config.model, AgentConfig())
+    llm = load_llm(config.model, **({"dtype": config.dtype} if config.dtype else {}))
+    population = Population(protocol, llm, AgentConfig())
     saved = population_file(out / "partial")
     return population.load(saved) if saved.is_file() else population
 

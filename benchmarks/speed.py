@@ -174,8 +174,9 @@ def env_speed(spec: str | None = None, threads: int = 2, users: int = 16, rounds
 def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, rounds: int,
                     choices: Sequence[str]) -> dict:
     """Simulate mode on the same users and seeds, for each choice mode batched and one by one, and for the default
-    (likelihood) user also batched without the prefix cache and with the rationale written; each run with its time
-    per phase (`LLM.profile`)."""
+    (likelihood) user also batched without the prefix cache, with the rationale written and, where bfloat16 is the
+    native default, in float32 (with the share of identical picks); each run with its time per phase
+    (`LLM.profile`)."""
     import gymnasium as gym
 
     from starec_env.agents.society import AgentConfig, Population
@@ -184,15 +185,14 @@ def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, round
     actions = np.random.default_rng(0).random((users, protocol.test.candidates.shape[1]))
     report = {"users": users, "agent": asdict(config)}
 
-    def batched(config: AgentConfig, prefix_cache: int = 32) -> dict:
+    def batched(config: AgentConfig, prefix_cache: int = 32, **dtype) -> dict:
         population = Population(protocol, _local_llm(spec, threads=threads, batch_size=users,
-                                                     prefix_cache=prefix_cache), config)
+                                                     prefix_cache=prefix_cache, **dtype), config)
         vector = gym.make_vec(env_id, num_envs=users, mode="simulate", rounds=rounds, population=population)
         started = time.perf_counter()
         vector.reset(seed=0)
-        for _ in range(rounds):
-            vector.step(actions)
-        return _simulated(population, time.perf_counter() - started)
+        choices = [vector.step(actions)[4]["choice"].tolist() for _ in range(rounds)]
+        return {**_simulated(population, time.perf_counter() - started), "choices": choices}
 
     def one_by_one(config: AgentConfig) -> dict:
         population = Population(protocol, _local_llm(spec, threads=threads, batch_size=users), config)
@@ -211,6 +211,8 @@ def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, round
         if choice == "likelihood":
             report["simulate_batched_without_prefix_cache"] = batched(mode, prefix_cache=0)
             report["simulate_batched_with_rationale"] = batched(replace(mode, rationale=True))
+            if _bf16_default() and (spec is None or spec.startswith(("hf:", "default", "embedded"))):
+                report["simulate_batched_float32"] = batched(mode, dtype="float32")
         report[f"simulate_one_by_one{suffix}"] = one_by_one(mode)
     rate = {name: run["user_steps_per_second"] for name, run in report.items() if name.startswith("simulate_")}
     for choice in choices:
@@ -220,6 +222,10 @@ def _simulate_speed(env_id: str, protocol, spec, threads: int, users: int, round
     if "likelihood" in choices:
         report["prefix_cache_speedup"] = rate["simulate_batched"] / rate["simulate_batched_without_prefix_cache"]
         report["rationale_slowdown"] = rate["simulate_batched"] / rate["simulate_batched_with_rationale"]
+    if "simulate_batched_float32" in report:  # the default dtype is bfloat16 here: what it costs in decisions
+        report["bf16_speedup"] = rate["simulate_batched"] / rate["simulate_batched_float32"]
+        report["bf16_same_choice_as_float32"] = float(np.mean(np.equal(
+            report["simulate_batched"]["choices"], report["simulate_batched_float32"]["choices"])))
     return report
 
 
@@ -292,13 +298,21 @@ def _rollout_speed(model_dir: str, chat, rollouts: int, tokens: int) -> dict:
     return report
 
 
+def _bf16_default() -> bool:
+    """Whether in-process models load in bfloat16 by default here (then a float32 run is timed beside it)."""
+    from starec_env.agents.llm.transformers_backend import native_bf16
+
+    return native_bf16()
+
+
 def _simulated(population, seconds: float) -> dict:
     """Rates of a simulate run (its seconds include the first summaries written at reset) and its phases."""
     steps = population.counts["steps"]
     phases = {name: {**entry, "tokens_per_second": entry["tokens"] / max(entry["seconds"], 1e-9),
                      "share_of_time": entry["seconds"] / seconds}
               for name, entry in population.llm.profile.items()}
-    return {"model": population.llm.spec, "seconds": seconds, "user_steps": steps, "user_steps_per_second": steps / seconds,
+    return {"model": population.llm.spec, "dtype": population.llm.dtype,
+            "seconds": seconds, "user_steps": steps, "user_steps_per_second": steps / seconds,
             "tokens_per_user_step": population.counts["tokens"] / max(steps, 1), **population.counts,
             "llm_tokens": dict(population.llm.tokens), "phases": phases}
 

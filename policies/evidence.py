@@ -5,19 +5,22 @@ candidate's evidence is the summed weight of its edges to the user's last `windo
 (`CoLikedPolicy`, the row an evidence-reading LLM must beat to add anything) is a strong item-to-item recommender,
 and a model can read it off the prompt: something a 135M model can be taught to use. A training case asks about a
 transition that is itself in the graph, so `counts(..., without_user=u)` leaves out user u's own edges: the evidence
-is then what other users say, as it is for a held-out case.
+is then what other users say, as it is for a held-out case. `EvidenceSource` gathers what a `PromptConfig` asks a
+ranking prompt to say: these counts, the most popular candidates, and a tool's ranking (`policies.tools`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 import networkx as nx
 import numpy as np
 
+from starec_env.agents.prompts import PromptConfig
 from starec_env.policies.base import Policy, PopularityPolicy
+from starec_env.policies.tools import Tool
 from starec_env.protocol import Cases, TrainView
 
 
@@ -25,8 +28,10 @@ from starec_env.protocol import Cases, TrainView
 class Evidence:
     """What a ranking prompt says about its candidates, and the order it implies."""
 
-    counts: list[int]  # per candidate, its co-liked count
+    counts: list[int]  # per candidate, its co-liked count; empty without co-liked evidence
     popular: list[int] = field(default_factory=list)  # positions of the most popular candidates, most first
+    tool: list[int] = field(default_factory=list)  # positions of the tool's best candidates, best first
+    tool_name: str = ""
 
     def order(self) -> list[int]:
         """Every position: co-liked by count, then the popular ones, then the rest as listed."""
@@ -39,7 +44,43 @@ class Evidence:
         return describe(self.counts)
 
     def popular_line(self) -> str:
-        return ", ".join(f"[{i + 1}]" for i in self.popular)
+        return labels(self.popular)
+
+    def tool_line(self) -> str:
+        return labels(self.tool)
+
+    def lines(self) -> dict[str, str]:
+        """The ranking prompt's evidence lines, as `FeedbackLoop.ranking_chat` takes them."""
+        return {"evidence": self.line(), "popular": self.popular_line(), "tool": self.tool_line(),
+                "tool_name": self.tool_name}
+
+
+class EvidenceSource:
+    """The evidence a `PromptConfig` asks for: co-liked counts (`evidence`, with `popular`) and a tool's ranking
+    (`tool`), from the training view `train` only."""
+
+    def __init__(self, train: TrainView, prompt: PromptConfig, seed: int = 0):
+        self.graph = CoLikedGraph(train, popular=prompt.popular) if prompt.evidence else None
+        self.tool = Tool(prompt.tool, train, seed) if prompt.tool else None
+
+    @classmethod
+    def of(cls, train: TrainView, prompt: PromptConfig, seed: int = 0) -> EvidenceSource | None:
+        """The source, or None where the prompt shows no evidence."""
+        return cls(train, prompt, seed) if prompt.evidence or prompt.tool else None
+
+    def evidence(self, users: Sequence[int], histories: Sequence[Sequence[int]],
+                 candidates: Sequence[Sequence[int]], train_rounds: int = 0) -> list[Evidence]:
+        """Per case, its evidence. `train_rounds` > 0: the cases are of the env's `train` split (among each user's
+        last `train_rounds` training interactions), so the counts leave out the user's own edges and the tool is the
+        fit that never saw those interactions."""
+        none = [Evidence([]) for _ in users]
+        found = none if self.graph is None else [
+            self.graph.evidence(h, c, without_user=int(u) if train_rounds else None)
+            for u, h, c in zip(users, histories, candidates)]
+        if self.tool is None:
+            return found
+        orders = self.tool.orders(users, histories, candidates, held_out=train_rounds)
+        return [replace(e, tool=order, tool_name=self.tool.name) for e, order in zip(found, orders)]
 
 
 class CoLikedGraph:
@@ -95,6 +136,10 @@ def describe(counts: Sequence[int], top: int = 10) -> str:
     if not counts:
         return ""
     return ", ".join(f"[{i + 1}] {counts[i]} times" for i in most_co_liked(counts, top)) or "none"
+
+
+def labels(positions: Sequence[int]) -> str:
+    return ", ".join(f"[{i + 1}]" for i in positions)
 
 
 def most_co_liked(counts: Sequence[int], top: int = 5) -> list[int]:

@@ -11,7 +11,8 @@ rationale (`fast="generate"`). The memory and both modes are `agents/`'s, shared
 `PromptConfig` field, like `popular`, `think` and `history`) adds how often candidates are liked next to the user's
 recent items (`policies.evidence`; in generate mode one line of the ten most co-liked labels, in likelihood mode the
 five most co-liked titles) — structured evidence a small model can use and that `starec train` teaches it to read;
-off by default.
+off by default. `tool="sasrec"` (or any policy name) adds, in generate mode, the line of that recommender's ten best
+candidates (`policies.tools`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from starec_env.agents import fast
 from starec_env.agents.loop import Decision, FeedbackLoop, Round
 from starec_env.agents.memory import Memory
-from starec_env.policies.evidence import CoLikedGraph, Evidence, most_co_liked
+from starec_env.policies.evidence import Evidence, EvidenceSource, most_co_liked
 from starec_env.policies.llm_policy import LLMPolicy
 from starec_env.protocol import Cases, TrainView, sample_round
 
@@ -37,17 +38,19 @@ class STARecPolicy(LLMPolicy):
         if fast not in FAST_MODES:
             raise ValueError(f"fast must be one of {FAST_MODES}, got {fast!r}")
         self.fast, self.reflect_steps, self.constrained = fast, reflect_steps, constrained
-        evidence, popular = self.prompt.evidence, self.prompt.popular
+        evidence, popular, tool = self.prompt.evidence, self.prompt.popular, self.prompt.tool
+        if tool and fast == "likelihood":
+            raise ValueError(f"tool={tool!r}: a tool's line is read by a generated ranking; use fast='generate'")
         self.name = "starec-" + ("lik" if fast == "likelihood" else "gen") + ("" if reflect_steps else "-noreflect") \
-            + ("-evidence" if evidence else "") + (f"-pop{popular}" if evidence and popular else "")
-        self._graph: CoLikedGraph | None = None
+            + ("-evidence" if evidence else "") + (f"-pop{popular}" if evidence and popular else "") \
+            + (f"-tool-{tool}" if tool else "")
+        self._source: EvidenceSource | None = None
         self.loop: FeedbackLoop | None = None
 
     def fit(self, train: TrainView) -> STARecPolicy:
         super().fit(train)
         self.loop = FeedbackLoop(self.llm, train, self.prompt)
-        if self.prompt.evidence:
-            self._graph = CoLikedGraph(train, popular=self.prompt.popular)
+        self._source = EvidenceSource.of(train, self.prompt, self.seed)
         return self
 
     def score_batch(self, cases: Cases) -> np.ndarray:
@@ -82,8 +85,8 @@ class STARecPolicy(LLMPolicy):
 
     # ------------------------------------------------------------------------------------------- fast thinking
     def _rank(self, memories: list[Memory], rounds: list[Round]) -> tuple[list[np.ndarray], list[str]]:
-        evidence = [self._graph.evidence(r.history, r.candidates) if self._graph is not None else Evidence([])
-                    for r in rounds]
+        evidence = [Evidence([]) for _ in rounds] if self._source is None else self._source.evidence(
+            [m.user for m in memories], [r.history for r in rounds], [r.candidates for r in rounds])
         if self.fast == "likelihood":  # the prompt lists no candidates: name the five most co-liked, by title
             named = [[f"{self.train.item_text(r.candidates[i])} ({e.counts[i]} times)" for i in most_co_liked(e.counts)]
                      for r, e in zip(rounds, evidence)]
@@ -91,8 +94,7 @@ class STARecPolicy(LLMPolicy):
             for _ in rounds:
                 self.count("ok")
             return scores, ["(likelihood of each candidate)"] * len(rounds)
-        chats = [self.loop.ranking_chat(m, r, e.line(), e.popular_line())
-                 for m, r, e in zip(memories, rounds, evidence)]
+        chats = [self.loop.ranking_chat(m, r, **e.lines()) for m, r, e in zip(memories, rounds, evidence)]
         answers = fast.rank_by_generation(self.llm, chats, [self.train.titles(r.candidates) for r in rounds],
                                           self.constrained, think=self.prompt.think)
         for parsed, _ in answers:

@@ -143,8 +143,7 @@ def test_cheap_rows_repeat_under_a_seed(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_llm_users_answer_with_the_real_smollm(tmp_path, smollm, monkeypatch):
-    population = fidelity.Population
-    monkeypatch.setattr(fidelity, "Population", lambda catalogue, model, config: population(catalogue, smollm, config))
+    monkeypatch.setattr(fidelity, "load_llm", lambda model, **options: smollm)
     config = FidelityConfig(rows=("llm", "llm-slow"), n_users=2, cheap_users=2, resamples=10, fit=True,
                             out=str(tmp_path))
     rows, out = fidelity.run_fidelity(config)
@@ -172,11 +171,9 @@ def test_grounding_draws_each_pick_with_its_own_seed():
 
 @pytest.mark.slow
 def test_a_killed_llm_row_resumes_from_its_saved_chunk(tmp_path, smollm, monkeypatch):
-    population = fidelity.Population
-    monkeypatch.setattr(fidelity, "Population", lambda catalogue, model, config: population(catalogue, smollm, config))
-    config = FidelityConfig(rows=("llm-slow",), n_users=2, cheap_users=2, resamples=10, chunk=1,
-                            out=str(tmp_path / "whole"))
-    whole, _ = fidelity.run_fidelity(config)
+    monkeypatch.setattr(fidelity, "load_llm", lambda model, **options: smollm)
+    killed = FidelityConfig(rows=("llm-slow",), n_users=2, cheap_users=2, resamples=10, chunk=1,
+                            out=str(tmp_path / "killed"))
     answer, calls = fidelity.LLMUser._answer, []
 
     def killed_after_one_chunk(self, cases):
@@ -185,7 +182,6 @@ def test_a_killed_llm_row_resumes_from_its_saved_chunk(tmp_path, smollm, monkeyp
             raise KeyboardInterrupt  # what a kill leaves: the first chunk saved, nothing after it
         return answer(self, cases)
 
-    killed = replace(config, out=str(tmp_path / "killed"))
     with monkeypatch.context() as patch:
         patch.setattr(fidelity.LLMUser, "_answer", killed_after_one_chunk)
         with pytest.raises(KeyboardInterrupt):
@@ -198,6 +194,6 @@ def test_a_killed_llm_row_resumes_from_its_saved_chunk(tmp_path, smollm, monkeyp
     resumed, _ = fidelity.run_fidelity(killed, resume=folder)
     finished = json.loads((folder / "answers" / "llm-slow.json").read_text())
     assert finished["users"][:1] == saved["users"] and finished["ranking"][:1] == saved["ranking"]  # kept, not redone
-    assert len(finished["users"]) == 2 and [r["row"] for r in resumed] == [r["row"] for r in whole]
+    assert len(finished["users"]) == 2 and [r["row"] for r in resumed] == ["chance", "llm-slow"]
     assert not (folder / "partial" / "llm-slow.json").exists()
 

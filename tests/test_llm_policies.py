@@ -12,6 +12,7 @@ import pytest
 from starec_env.agents.llm import LLM, Completion, Sampling
 from starec_env.agents.llm.constraints import allowed_next
 from starec_env.benchmarks.replay import BenchConfig, run_benchmark, score_resumably
+from starec_env.policies.base import PopularityPolicy
 from starec_env.policies.llmrank import LLMRankPolicy
 from starec_env.policies.starec import STARecPolicy
 
@@ -99,6 +100,60 @@ def test_generate_prompt_shows_the_popular_line_that_training_teaches(cds):
         assert f"most first: {evidence.line()}\nMost popular with all users, most first: {evidence.popular_line()}\n" \
             in prompt
     assert policy.name == "starec-gen-noreflect-evidence-pop5" and policy.usage["parse_ok"] == 4
+
+
+class Remembering(PopularityPolicy):
+    """Popularity that keeps the training view it was fitted on (a tool under test)."""
+
+    name = "remembering"
+
+    def fit(self, train):
+        self.sequences = {int(u): list(s) for u, s in zip(train.users, train.sequences)}
+        return super().fit(train)
+
+
+def test_a_tool_line_on_a_training_case_comes_from_a_fit_that_never_saw_the_case(ml1m):
+    from starec_env.agents.prompts import PromptConfig
+    from starec_env.policies.evidence import EvidenceSource
+    from starec_env.trainers.cases import training_cases
+
+    prompt = PromptConfig(history=3, tool=f"{__file__}:Remembering")
+    source = EvidenceSource.of(ml1m.train("full"), prompt)
+    cases = training_cases(ml1m, 6, 0, prompt, rounds=2, source=source)
+    seen = source.tool.policy(held_out=2).sequences
+    for case in cases:
+        target = case.candidates[case.target_index]
+        assert len(seen[case.user]) <= len(case.history) and seen[case.user] == case.history[:len(seen[case.user])]
+        assert ml1m.sequences[case.user][len(case.history)] == target  # the case's own interaction: never seen
+        counts = source.tool.policy(held_out=2).counts
+        best = sorted(range(20), key=lambda i: (-counts[case.candidates[i]], i))[:10]
+        assert case.evidence.tool == best
+        assert f"The remembering recommender ranks first: {', '.join(f'[{i + 1}]' for i in best)}\n" \
+            in case.chat[-1]["content"]
+    assert len(source.tool.policy(held_out=0).sequences[cases[0].user]) == len(cases[1].history) + 1  # eval fit
+
+
+def test_a_generated_ranking_reads_the_tool_fitted_on_the_whole_view(ml1m):
+    llm, cases, train = Recorder(), ml1m.test.subset(slice(0, 3)), ml1m.train("full")
+    policy = STARecPolicy(llm, fast="generate", constrained=False, reflect_steps=0, tool="pop", progress=False)
+    policy.fit(train).score(cases)
+    counts = PopularityPolicy().fit(train).counts
+    for prompt, row in zip(llm.prompts, cases.candidates):
+        best = sorted(range(20), key=lambda i: (-counts[row[i]], i))[:10]
+        assert f"The pop recommender ranks first: {', '.join(f'[{i + 1}]' for i in best)}\n" in prompt
+    assert policy.name == "starec-gen-noreflect-tool-pop" and "Co-liked" not in llm.prompts[0]
+    with pytest.raises(ValueError, match="fast='generate'"):
+        STARecPolicy(llm, fast="likelihood", tool="pop")
+
+
+@pytest.mark.slow
+def test_a_starec_row_with_a_tool_runs_in_the_benchmark(ml1m, smollm, tmp_path):
+    config = BenchConfig(dataset="ml-1m", policies=("starec",), views=("full",), n_users=2, out=str(tmp_path),
+                         policy_options={"model": smollm, "fast": "generate", "reflect_steps": 0, "tool": "pop",
+                                         "progress": False})
+    rows, _, out = run_benchmark(config)
+    assert rows[0]["policy"] == "starec-gen-noreflect-tool-pop" and rows[0]["parse_failed_rate"] == 0
+    assert rows[0]["users"] == 2 and 0 <= rows[0]["ndcg@10"] <= 1
 
 
 @pytest.mark.slow

@@ -16,11 +16,17 @@ def test_env_speed_reports_replay_rates_of_single_and_vector_envs(ml1m, tmp_path
 
 
 @pytest.mark.slow
-def test_simulate_speed_times_each_phase_of_the_same_steps_in_every_run(smollm):
+def test_simulate_speed_times_each_phase_of_the_same_steps_in_every_run(smollm, monkeypatch):
+    import starec_env.benchmarks.speed as speed
+
+    monkeypatch.setattr(speed, "_bf16_default", lambda: True)  # as where bfloat16 is native: float32 timed beside it
     report = env_speed(users=2, rounds=1, replay_steps=16, choices=("likelihood", "generate"))
     runs = [name for name in report if name.startswith("simulate_") and isinstance(report[name], dict)]
     assert set(runs) == {"simulate_batched", "simulate_batched_without_prefix_cache", "simulate_batched_with_rationale",
-                         "simulate_one_by_one", "simulate_batched_generate", "simulate_one_by_one_generate"}
+                         "simulate_one_by_one", "simulate_batched_generate", "simulate_one_by_one_generate",
+                         "simulate_batched_float32"}
+    assert report["simulate_batched_float32"]["dtype"] == "float32"
+    assert 0 <= report["bf16_same_choice_as_float32"] <= 1 and report["bf16_speedup"] > 0
     for name in runs:
         run = report[name]
         assert run["user_steps"] == 2 and {"summary", "choice", "rating"} <= set(run["phases"])

@@ -11,13 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 from starec_env.agents.prompts import SUMMARY_HEAD, PromptConfig
-from starec_env.policies.evidence import CoLikedGraph, CoLikedPolicy, Evidence, describe, most_co_liked
+from starec_env.policies.evidence import CoLikedGraph, CoLikedPolicy, Evidence, EvidenceSource, describe, most_co_liked
 from starec_env.metrics import paired_difference, summarize, target_ranks
 from starec_env.trainers.cases import ReflectionCase, reflection_cases, training_cases
 from starec_env.trainers.curves import write_stage_bars
 from starec_env.trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
                               reflection_check, screen, screen_reflection)
-from starec_env.trainers.grpo import GRPORunConfig, grpo
 from starec_env.trainers.pipeline import PipelineConfig, _paired, _validate
 from starec_env.trainers.sft import SFTRunConfig, hardware, model_path, sft
 
@@ -99,8 +98,10 @@ def test_training_cases_never_show_held_out_items(ml1m, cases):
 
 
 def test_training_evidence_leaves_out_the_users_own_transitions(ml1m):
-    graph = CoLikedGraph(ml1m.train("full"))
-    for case in training_cases(ml1m, users=4, seed=3, prompt=SHORT, graph=graph):
+    prompt = replace(SHORT, evidence=True)
+    source = EvidenceSource(ml1m.train("full"), prompt)
+    graph = source.graph
+    for case in training_cases(ml1m, users=4, seed=3, prompt=prompt, source=source):
         everyone = graph.counts(case.history, case.candidates)
         target = case.target_index
         counts = case.evidence.counts
@@ -113,8 +114,10 @@ def test_training_evidence_leaves_out_the_users_own_transitions(ml1m):
 
 
 def test_popular_evidence_names_the_most_liked_candidates_without_the_users_own_interactions(cds):
-    graph = CoLikedGraph(cds.train("full"), popular=5)
-    for case in training_cases(cds, users=6, seed=1, prompt=SHORT, graph=graph):
+    prompt = replace(SHORT, evidence=True, popular=5)
+    source = EvidenceSource(cds.train("full"), prompt)
+    graph = source.graph
+    for case in training_cases(cds, users=6, seed=1, prompt=prompt, source=source):
         own = list(graph.sequences[case.user])  # holds the target: the case is the user's last training step
         liked = [graph.popularity[c] - own.count(c) for c in case.candidates]
         assert [liked[i] for i in case.evidence.popular] == sorted(liked, reverse=True)[:5]
@@ -240,9 +243,14 @@ def test_a_checkpoint_cut_short_by_a_kill_is_skipped(tmp_path):
     assert last_checkpoint(tmp_path).endswith("checkpoint-2") and last_checkpoint(tmp_path / "none") is None
 
 
-def run_killed_and_whole(run: list[str], tmp_path: Path) -> tuple[Path, Path]:
-    """Run `run + [folder]` once through ("whole"), and once killed with SIGKILL as soon as its first checkpoint
-    is complete, then rerun to the end on the same folder ("killed"); returns both folders."""
+def first_checkpoint(folder: Path) -> bool:
+    return (folder / "checkpoints" / "checkpoint-1" / "trainer_state.json").is_file()
+
+
+def run_killed_and_whole(run: list[str], tmp_path: Path, ready=first_checkpoint, done: str = "final"):
+    """Run `run + [folder]` once through ("whole"), and once killed with SIGKILL as soon as `ready(folder)` (by
+    default: its first checkpoint is complete), then rerun to the end on the same folder ("killed"); returns both
+    folders."""
     import os
     import signal
     import subprocess
@@ -250,17 +258,18 @@ def run_killed_and_whole(run: list[str], tmp_path: Path) -> tuple[Path, Path]:
 
     whole = subprocess.run([*run, str(tmp_path / "whole")], capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    killed = subprocess.Popen([*run, str(tmp_path / "killed")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = tmp_path / "killed" / "checkpoints" / "checkpoint-1" / "trainer_state.json"
+    folder = tmp_path / "killed"
+    killed = subprocess.Popen([*run, str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and not first.is_file() and killed.poll() is None:
+    while time.monotonic() < deadline and not ready(folder) and killed.poll() is None:
         time.sleep(0.05)
+    assert killed.poll() is None, "the run ended before it could be killed mid-way"
     os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
-    assert first.is_file() and not (tmp_path / "killed" / "final").exists()
-    resumed = subprocess.run([*run, str(tmp_path / "killed")], capture_output=True, text=True)
+    assert ready(folder) and not (folder / done).exists()
+    resumed = subprocess.run([*run, str(folder)], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    return tmp_path / "whole", tmp_path / "killed"
+    return tmp_path / "whole", folder
 
 
 @pytest.mark.slow
@@ -281,28 +290,56 @@ def test_kill_9_during_sft_then_rerun_gives_the_weights_of_an_uninterrupted_run(
 
 
 @pytest.mark.slow
-def test_kill_9_during_grpo_then_rerun_gives_the_same_next_step(tmp_path):
-    """A real GRPO process on env episodes is killed once its first checkpoint is written; the rerun resumes from it
-    (RNG states, the sampler's place) and its second step equals that of an uninterrupted run."""
+def test_kill_9_during_distillation_then_rerun_writes_the_traces_of_an_uninterrupted_run(tmp_path):
+    """A real distillation (co-liked teacher, SmolLM2 reflections) is killed once its first reflection is on disk;
+    the rerun keeps the written lines, writes the rest, and ends with the files of a run never interrupted."""
     import sys
 
     code = ("import sys; from pathlib import Path; from starec_env.agents.prompts import PromptConfig; "
-            "from starec_env.protocol import build_protocol; from starec_env.trainers.sft import model_path; "
-            "from starec_env.trainers.grpo import GRPORunConfig, grpo; "
-            "grpo(model_path(None), build_protocol('ml-1m'), Path(sys.argv[1]), GRPORunConfig(steps=2, "
-            "generations=2, prompts_per_step=1, micro_batch=2, max_completion_length=16, users=2, rounds=1, "
-            "save_every=1, learning_rate=1e-4), PromptConfig(history=3))")
-    whole, killed = run_killed_and_whole([sys.executable, "-c", code], tmp_path)
-    logs = [pd.read_csv(folder / "grpo.csv") for folder in (whole, killed)]
-    assert logs[0]["reward"].iloc[1] == logs[1]["reward"].iloc[-2]  # the second step saw the same rollouts
-    expected, got = _weights(whole / "final"), _weights(killed / "final")
-    assert all(torch.allclose(expected[k], got[k], rtol=0, atol=1e-6) for k in expected)
+            "from starec_env.protocol import build_protocol; "
+            "from starec_env.trainers.distill import DistillConfig, distill; "
+            "out = Path(sys.argv[1]); distill(build_protocol('ml-1m'), DistillConfig(users=1, reflection_users=2, "
+            "seed=3, ndcg_threshold=0.0, max_attempts=1), out, PromptConfig(history=3, evidence=True), batch=1); "
+            "(out / 'done').touch()")
+
+    def first_reflection(folder: Path) -> bool:
+        path = folder / "reflections.jsonl"
+        return path.is_file() and b"\n" in path.read_bytes()
+
+    whole, killed = run_killed_and_whole([sys.executable, "-c", code], tmp_path, first_reflection, "done")
+    for name in ("traces.jsonl", "reflections.jsonl"):
+        assert (killed / name).read_text().splitlines() == (whole / name).read_text().splitlines()
+    assert len((whole / "reflections.jsonl").read_text().splitlines()) >= 2  # one was written after the restart
 
 
 @pytest.mark.slow
-def test_accelerate_launch_runs_grpo_on_env_episodes_in_two_processes(tmp_path):
+def test_kill_9_during_grpo_then_rerun_gives_the_same_next_step(anchored, tmp_path):
+    """A real GRPO process on env episodes (from the SFT-anchored model, whose short answers get a reward spread)
+    is killed once its first checkpoint is written; the rerun resumes from it (RNG states, the sampler's place) and
+    its second step, and so its weights, equal those of an uninterrupted run."""
+    import sys
+
+    code = ("import sys; from pathlib import Path; from starec_env.agents.prompts import PromptConfig; "
+            "from starec_env.protocol import build_protocol; "
+            "from starec_env.trainers.grpo import GRPORunConfig, grpo; "
+            "grpo(sys.argv[1], build_protocol('ml-1m'), Path(sys.argv[2]), GRPORunConfig(steps=2, "
+            "generations=2, prompts_per_step=1, micro_batch=2, max_completion_length=24, users=2, rounds=1, "
+            "save_every=1, learning_rate=1e-4), PromptConfig(history=5, think=True))")
+    whole, killed = run_killed_and_whole([sys.executable, "-c", code, str(anchored["final"])], tmp_path)
+    logs = [pd.read_csv(folder / "grpo.csv") for folder in (whole, killed)]
+    assert logs[0]["reward"].iloc[1] == logs[1]["reward"].iloc[-2]  # the second step saw the same rollouts
+    assert {"kl", "rewards/episode_reward/mean", "rewards/reflection_reward/mean"} <= set(logs[0].columns)
+    assert (logs[0]["reward_std"] > 0).any()  # the group's episodes differ: a learning signal
+    expected, got = _weights(whole / "final"), _weights(killed / "final")
+    assert all(torch.allclose(expected[k], got[k], rtol=0, atol=1e-6) for k in expected)
+    start = _weights(anchored["final"])
+    assert any(not torch.equal(expected[k], start[k]) for k in expected if k in start)  # the steps did move it
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_grpo_on_two_round_env_episodes_in_two_processes(tmp_path):
     """Scale-out for real: `accelerate launch --cpu --num_processes 2 starec grpo`, each process playing the
-    episodes of its share of the step's prompts."""
+    two-round episodes (rank → reflect on a miss → rank) of its share of the step's prompts."""
     import subprocess
     import sys
 
@@ -315,21 +352,9 @@ def test_accelerate_launch_runs_grpo_on_env_episodes_in_two_processes(tmp_path):
     done = subprocess.run(run, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     log = pd.read_csv(tmp_path / "grpo.csv")
-    assert log["step"].iloc[0] == 1 and "rewards/episode_reward/mean" in log
+    assert log["step"].iloc[0] == 1
+    assert {"kl", "rewards/episode_reward/mean", "rewards/reflection_reward/mean"} <= set(log.columns)
     assert (tmp_path / "final" / "config.json").is_file()
-
-
-@pytest.mark.slow
-def test_a_grpo_step_on_two_round_env_episodes_changes_weights(ml1m, anchored, tmp_path):
-    start = anchored["final"]
-    config = GRPORunConfig(steps=1, generations=4, prompts_per_step=1, max_completion_length=32, users=4,
-                           rounds=2, learning_rate=1e-4, temperature=1.0)
-    final = grpo(str(start), ml1m, tmp_path / "grpo", config, replace(SHORT, evidence=True))
-    before, after = _weights(start), _weights(final)
-    assert any(not torch.equal(before[k], after[k]) for k in after)
-    log = pd.read_csv(tmp_path / "grpo" / "grpo.csv")
-    assert {"reward", "reward_std", "kl"} <= set(log.columns) and log["reward_std"].iloc[0] > 0
-    assert {"rewards/episode_reward/mean", "rewards/reflection_reward/mean"} <= set(log.columns)
 
 
 def test_the_validation_table_is_written_whole_with_a_bar_per_stage(tmp_path):

@@ -10,7 +10,7 @@ and on a miss is asked to reflect on its prediction against the real choice and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from starec_env.agents.loop import FeedbackLoop, Round
 from starec_env.agents.memory import Memory
 from starec_env.agents.prompts import PromptConfig
 from starec_env.envs import UserEnv
-from starec_env.policies.evidence import CoLikedGraph, Evidence
+from starec_env.policies.evidence import Evidence, EvidenceSource
 from starec_env.protocol import Protocol
 
 
@@ -43,10 +43,10 @@ class ReflectionCase:
 
 
 def training_cases(protocol: Protocol, users: int, seed: int, prompt: PromptConfig, rounds: int = 1,
-                   graph: CoLikedGraph | None = None) -> list[TrainingCase]:
+                   source: EvidenceSource | None = None) -> list[TrainingCase]:
     """One ranking case per (user, round) for `users` users drawn with `seed`; rounds of a user are consecutive.
-    With a `graph`, the prompt ends with the evidence lines of the most co-liked (and, if the graph names them, most
-    popular) candidates, from other users' interactions only, as in the STARec policy with `evidence=True`."""
+    With a `source`, the prompt ends with the evidence lines the prompt config asks for (co-liked, popular, a
+    tool's ranking), none of them built from the case itself, as in the STARec policy."""
     env = UserEnv(protocol=protocol, rounds=rounds, split="train")
     loop = FeedbackLoop(None, protocol, prompt)  # prompts only: cases are written, not answered
     cases = []
@@ -56,7 +56,11 @@ def training_cases(protocol: Protocol, users: int, seed: int, prompt: PromptConf
             candidates, seen = observation["candidates"], observation["history"]
             observation, _, _, _, info = env.step(np.zeros(len(candidates)))  # replay: the choice is the logged item
             cases.append(_ranking_case(loop, int(observation["user"]), seen[seen >= 0], candidates,
-                                       int(np.flatnonzero(candidates == info["choice"])[0]), graph))
+                                       int(np.flatnonzero(candidates == info["choice"])[0])))
+    if source is not None:
+        found = source.evidence([c.user for c in cases], [c.history for c in cases], [c.candidates for c in cases],
+                                train_rounds=rounds)
+        cases = [_with_evidence(loop, case, evidence) for case, evidence in zip(cases, found)]
     return cases
 
 
@@ -85,14 +89,13 @@ def drawn_cases(protocol: Protocol, users: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(len(protocol.test), size=min(users, len(protocol.test)), replace=False)
 
 
-def evidence_lines(evidence: Evidence | None) -> dict[str, str]:
-    """The ranking prompt's evidence lines (`FeedbackLoop.ranking_chat`'s keywords); none without evidence."""
-    return {"evidence": evidence.line(), "popular": evidence.popular_line()} if evidence else {}
-
-
-def _ranking_case(loop: FeedbackLoop, user, history, candidates, target_index, graph) -> TrainingCase:
-    evidence = graph.evidence(history, candidates, without_user=user) if graph is not None else None
-    lines = evidence_lines(evidence)
-    chat = loop.ranking_chat(Memory(int(user), loop.catalogue.profiles[user]), Round(history, candidates), **lines)
+def _ranking_case(loop: FeedbackLoop, user, history, candidates, target_index) -> TrainingCase:
+    chat = loop.ranking_chat(Memory(int(user), loop.catalogue.profiles[user]), Round(history, candidates))
     return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat,
-                        evidence)
+                        None)
+
+
+def _with_evidence(loop: FeedbackLoop, case: TrainingCase, evidence: Evidence) -> TrainingCase:
+    chat = loop.ranking_chat(Memory(case.user, loop.catalogue.profiles[case.user]),
+                             Round(case.history, case.candidates), **evidence.lines())
+    return replace(case, chat=chat, evidence=evidence)

@@ -37,7 +37,7 @@ from starec_env.agents import slow
 from starec_env.agents.llm import LLM, Chat, Sampling, load_llm
 from starec_env.agents.parsing import parse_ranking
 from starec_env.agents.prompts import SUMMARY_HEAD, PromptConfig
-from starec_env.policies.evidence import CoLikedGraph, Evidence
+from starec_env.policies.evidence import Evidence, EvidenceSource
 from starec_env.metrics import ndcg, target_rank
 from starec_env.protocol import Cases, Protocol
 from starec_env.trainers.cases import ReflectionCase, TrainingCase, reflection_cases, training_cases
@@ -164,9 +164,9 @@ class CoLikedTeacher(LocalReflections):
         self.name = f"co-liked counts shown in the prompt + {self.llm.spec} reflections given the real choice"
 
     def write(self, cases: Sequence[TrainingCase], errors: Sequence[str | None], previous: Sequence[str]) -> list[str]:
-        if any(case.evidence is None for case in cases):
-            raise ValueError("the co-liked teacher ranks by the counts in the prompt: build the cases with a graph "
-                             "(PromptConfig.evidence=True)")
+        if any(case.evidence is None or not case.evidence.counts for case in cases):
+            raise ValueError("the co-liked teacher ranks by the counts in the prompt: build the cases with "
+                             "co-liked evidence (PromptConfig.evidence=True)")
         return [co_liked_answer(case.evidence) for case in cases]
 
 
@@ -225,8 +225,8 @@ def distill(protocol: Protocol, config: DistillConfig, out: Path, prompt: Prompt
     out.mkdir(parents=True, exist_ok=True)
     check_ranking = ranking_check(config.ndcg_threshold, teacher.revises_ranking)
     provenance = {"teacher": teacher.name, "config": asdict(config), "prompt_config": asdict(prompt)}
-    graph = CoLikedGraph(protocol.train("full"), popular=prompt.popular) if prompt.evidence else None
-    fast = training_cases(protocol, config.users, config.seed, prompt, config.rounds, graph)
+    fast = training_cases(protocol, config.users, config.seed, prompt, config.rounds,
+                          EvidenceSource.of(protocol.train("full"), prompt, config.seed))
     counts = {"traces": _append(out / "traces.jsonl", fast,
                                 lambda chunk: _screened(teacher.write, check_ranking, chunk, config.max_attempts),
                                 provenance, batch)}

@@ -40,9 +40,9 @@ from starec_env.agents.prompts import PromptConfig
 from starec_env.agents.slow import read_reflection
 from starec_env.agents.society import AgentConfig, Population
 from starec_env.envs import SIMULATED, UserEnv
-from starec_env.policies.evidence import CoLikedGraph
+from starec_env.policies.evidence import EvidenceSource
 from starec_env.rewards import positional_reward
-from starec_env.trainers.cases import drawn_cases, evidence_lines
+from starec_env.trainers.cases import drawn_cases
 
 Sample = Callable[[list[list[int]]], tuple[list[list[int]], list[list[float]] | None]]  # contexts → answers
 ANSWER = "\x00answer\x00"  # stands for the policy's last answer while the template renders what follows it
@@ -73,15 +73,15 @@ class Episode:
 class EnvRollouts:
     """`rollout_func` for `trl.GRPOTrainer`: rows from `prompts(...)`, episodes of `rounds` rounds in `mode`.
 
-    `population_llm` is the simulated user's model in `simulate`/`session` (default the embedded one); the graph
-    adds the co-liked evidence lines where the `PromptConfig` asks for them.
+    `population_llm` is the simulated user's model in `simulate`/`session` (default the embedded one); the evidence
+    source adds the evidence lines (co-liked, popular, a tool's ranking) where the `PromptConfig` asks for them.
     """
 
     def __init__(self, protocol, prompt: PromptConfig, mode: str = "replay", rounds: int = 2, seed: int = 1,
                  population_llm: LLM | str | None = None, agent: AgentConfig | None = None):
         self.protocol, self.prompt, self.mode, self.rounds, self.seed = protocol, prompt, mode, rounds, seed
         self.loop = FeedbackLoop(None, protocol, prompt)  # prompts only: the trainer's model answers
-        self.graph = CoLikedGraph(protocol.train("full"), popular=prompt.popular) if prompt.evidence else None
+        self.source = EvidenceSource.of(protocol.train("full"), prompt)
         self.population_llm, self.agent = population_llm, agent or AgentConfig()
         self.populations: list[Population] = []
         self.cases: dict[str, int] = {}  # first prompt → its training user's case index
@@ -231,9 +231,10 @@ class EnvRollouts:
 
     def _ranking_chat(self, memory: Memory, observation: dict) -> Chat:
         round_ = _round(observation)
-        evidence = None if self.graph is None else self.graph.evidence(round_.history, round_.candidates,
-                                                                       without_user=memory.user)
-        return self.loop.ranking_chat(memory, round_, **evidence_lines(evidence))
+        if self.source is None:
+            return self.loop.ranking_chat(memory, round_)
+        evidence, = self.source.evidence([memory.user], [round_.history], [round_.candidates], self.rounds)
+        return self.loop.ranking_chat(memory, round_, **evidence.lines())
 
     def _env(self, population: Population | None) -> UserEnv:
         return UserEnv(protocol=self.protocol, mode=self.mode, rounds=self.rounds, split="train",

@@ -48,6 +48,7 @@ class LLM(ABC):
     """
 
     spec: str = ""
+    dtype: str = ""  # the weights' precision where they live in this process ("bfloat16"); "" for served models
 
     @property
     def tokens(self) -> Counter:

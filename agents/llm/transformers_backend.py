@@ -49,6 +49,7 @@ class TransformersLLM(LLM):
                 trust_remote_code=trust_remote_code).to(self.device).eval()
         except OSError as error:
             raise LLMError(f"cannot load transformers model {model!r}: {error}") from error
+        self.dtype = str(self.model.dtype).removeprefix("torch.")
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
