@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="a page to write into, between its report markers (default: print)")
     report.add_argument("--combined", action="store_true",
                         help="`starec bench` runs as one table, every row on the test users all of them share")
+    report.add_argument("--against", help="with --combined: compare every row user by user with this one "
+                                          "(a row label such as SASRec_full)")
     report.set_defaults(func=_report)
 
     model = commands.add_parser("model", help="the embedded default LLM").add_subparsers(dest="action", required=True)
@@ -158,7 +160,9 @@ def _fidelity(args) -> int:
 def _report(args) -> int:
     from starec_env.benchmarks.render import render_combined, render_runs, write_into
 
-    text = render_combined(args.runs) if args.combined else render_runs(args.runs)
+    if args.against and not args.combined:
+        raise SystemExit("--against compares the rows of a combined table: add --combined")
+    text = render_combined(args.runs, args.against) if args.combined else render_runs(args.runs)
     if args.out:
         print(f"rendered {len(args.runs)} run(s) into {write_into(Path(args.out), text)}")
     else:

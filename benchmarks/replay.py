@@ -173,4 +173,5 @@ def _run_one(spec: str, view: str, seed: int, protocol: Protocol, config: BenchC
             "users": len(result.ranks), "ranks": result.ranks.tolist(),  # per test user, in case order
             **result.metrics, "train_seconds": round(train_seconds, 3), "eval_seconds": round(result.seconds, 4),
             "lists_per_second": round(len(result.ranks) / max(result.seconds, 1e-9), 1),
-            **({"curve": policy.history} if getattr(policy, "history", None) else {})}
+            **({"curve": policy.history} if getattr(policy, "history", None) else {}),
+            **({"chosen": policy.chosen} if getattr(policy, "chosen", None) else {})}

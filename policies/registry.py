@@ -20,6 +20,7 @@ BUILTIN = {
     "gru4rec": "starec_env.policies.gru4rec:GRU4RecPolicy",
     "sasrec": "starec_env.policies.sasrec:SASRecPolicy",
     "co-liked": "starec_env.policies.evidence:CoLikedPolicy",
+    "fused": "starec_env.policies.fusion:FusedPolicy",
     "llmrank": "starec_env.policies.llmrank:LLMRankPolicy",
     "starec": "starec_env.policies.starec:STARecPolicy",
     "agentcf": "starec_env.policies.agentcf:AgentCFPolicy",

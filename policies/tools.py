@@ -19,24 +19,28 @@ from starec_env.policies.registry import make_policy
 from starec_env.protocol import Cases, TrainView
 
 
+_FITTED: dict[tuple, Policy] = {}  # one fit per (tool, seed, view, held_out) in a process: a pipeline's stages share it
+
+
 class Tool:
     """The policy `spec` (any name `starec bench` takes) fitted on `train`, and on `train` without each user's last
-    `held_out` interactions for training cases; each fit is made on first use."""
+    `held_out` interactions for training cases; each fit is made on first use, once per process."""
 
     def __init__(self, spec: str, train: TrainView, seed: int = 0, top: int = 10):
         self.spec, self.train, self.seed, self.top = spec, train, seed, top
-        self._fits: dict[int, Policy] = {}
-        self.name = self.policy(0).name
+        self.name = make_policy(spec, seed).name
 
     def policy(self, held_out: int = 0) -> Policy:
         """The tool fitted without each user's last `held_out` training interactions (0: on the whole view)."""
         if held_out < 0:
             raise ValueError(f"held_out must be >= 0, got {held_out}")
-        if held_out not in self._fits:
+        key = (self.spec, self.seed, self.train.dataset, self.train.name, self.train.n_interactions,
+               hash(self.train.valid.candidates.tobytes()), held_out)  # validation cases steer early stopping
+        if key not in _FITTED:
             view = self.train if not held_out else replace(
                 self.train, sequences=[s[:max(len(s) - held_out, 0)] for s in self.train.sequences])
-            self._fits[held_out] = make_policy(self.spec, self.seed).fit(view)
-        return self._fits[held_out]
+            _FITTED[key] = make_policy(self.spec, self.seed).fit(view)
+        return _FITTED[key]
 
     def orders(self, users: Sequence[int], histories: Sequence[Sequence[int]], candidates: Sequence[Sequence[int]],
                held_out: int = 0) -> list[list[int]]:

@@ -74,7 +74,7 @@ def test_a_policy_by_file_path_loads_without_shadowing_installed_modules(tmp_pat
 
 def test_runs_of_different_sizes_combine_into_one_table_on_the_users_they_share(ml1m, tmp_path):
     from starec_env.benchmarks.render import render_combined
-    from starec_env.metrics import summarize
+    from starec_env.metrics import ndcg, paired_difference, summarize
 
     config = BenchConfig(dataset="ml-1m", policies=("random", "pop"), views=("full",), n_users=20, out=str(tmp_path))
     (big, _, first), (_, _, second) = run_benchmark(config), run_benchmark(
@@ -85,8 +85,16 @@ def test_runs_of_different_sizes_combine_into_one_table_on_the_users_they_share(
     assert all(" | 8 | " in lines[name] for name in ("Random", "Pop_full", "co-liked_full"))  # the first 8 users
     expected = 100 * summarize(np.asarray(big[1]["ranks"][:8]))["ndcg@10"]
     assert f"| {expected:.2f} |" in lines["Pop_full"] and text.count("rendered by starec report") == 2
+    paired = render_combined([first, second], against="Pop_full").split("each row against Pop_full, user by user")[1]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in paired.splitlines() if line.startswith("| ")}
+    assert set(rows) == {"Method", "Random", "co-liked_full"}
+    random = paired_difference(ndcg(np.asarray(big[1]["ranks"][:8]), 10), ndcg(np.asarray(big[0]["ranks"][:8]), 10))
+    assert rows["Random"][1] == f"{100 * random['mean']:+.2f} ± {100 * random['se']:.2f}"
+    assert rows["Random"][3:5] == [str(random["better"]), str(random["worse"])]
+    with pytest.raises(ValueError, match="exactly one row"):
+        render_combined([first, second], against="SASRec_full")
     with pytest.raises(ValueError, match="more than one run"):
         render_combined([first, first])
-    with pytest.raises(ValueError, match="one dataset"):
-        run_cds = run_benchmark(replace(config, dataset="amazon-cds", policies=("pop",), n_users=5))[2]
-        render_combined([first, run_cds])
+    run_cds = run_benchmark(replace(config, dataset="amazon-cds", policies=("pop",), n_users=5))[2]
+    both = render_combined([first, second, run_cds])  # one section per dataset, each on its own shared users
+    assert both.index("ml-1m: every row on the first 8") < both.index("amazon-cds: every row on the first 5")

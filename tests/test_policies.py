@@ -101,3 +101,33 @@ def test_invalid_policy_output_is_a_clear_error(bad, message, ml1m):
 
     with pytest.raises(ValueError, match=f"policy 'broken' returned invalid scores: .*{message}"):
         evaluate(Broken(), ml1m)
+
+
+def test_fusion_weights_are_chosen_on_the_cases_each_line_alone_among_them():
+    from starec_env.policies.evidence import Evidence
+    from starec_env.policies.fusion import choose_fusion
+
+    # the tool always names the target (position 2) first; the co-liked line names it last of two
+    evidence = [Evidence([0, 5, 3, 0], tool=[2, 1]) for _ in range(4)]
+    fusion, tried = choose_fusion(evidence, np.full(4, 2), 4)
+    assert (fusion.co_liked, fusion.popular, fusion.tool) == (0.0, 0.0, 1.0) and fusion.describe() == "tool 1"
+    assert {(row["co_liked"], row["tool"]) for row in tried} >= {(1.0, 0.0), (0.0, 1.0), (1.0, 1.0)}
+    fusion, _ = choose_fusion(evidence, np.full(4, 1), 4)  # the target at position 1: co-liked alone is best
+    assert (fusion.co_liked, fusion.tool) == (1.0, 0.0)
+    with pytest.raises(ValueError, match="nothing to fuse"):
+        choose_fusion([Evidence([0, 0])], np.zeros(1, dtype=int), 2)
+
+
+def test_the_fused_row_ranks_at_least_as_well_as_each_of_its_lines_on_validation(ml1m):
+    policy = make_policy("fused", tool="pop").fit(ml1m.train("full"))
+    assert policy.name == "fused(co-liked+pop)"
+    tried = policy.chosen["validation"]
+    alone = {(row["co_liked"] > 0, row["tool"] > 0): row["ndcg@10"] for row in tried
+             if (row["co_liked"] > 0) != (row["tool"] > 0)}
+    assert set(alone) == {(True, False), (False, True)}
+    best = max(tried, key=lambda row: row["ndcg@10"])
+    assert {name: best[name] for name in ("co_liked", "popular", "tool")} == policy.chosen["weights"]
+    assert best["ndcg@10"] >= max(alone.values())
+    cases = ml1m.test.subset(slice(0, 50))
+    scores = policy.score(cases)
+    assert scores.shape == (50, 20) and evaluate(policy, ml1m).metrics["ndcg@10"] > 0.3

@@ -15,8 +15,8 @@ from starec_env.policies.evidence import CoLikedGraph, CoLikedPolicy, Evidence, 
 from starec_env.metrics import paired_difference, summarize, target_ranks
 from starec_env.trainers.cases import ReflectionCase, reflection_cases, training_cases
 from starec_env.trainers.curves import write_stage_bars
-from starec_env.trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill, ranking_check,
-                              reflection_check, screen, screen_reflection)
+from starec_env.trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill,
+                                         fused_answer, ranking_check, reflection_check, screen, screen_reflection)
 from starec_env.trainers.pipeline import PipelineConfig, _paired, _validate
 from starec_env.trainers.sft import SFTRunConfig, hardware, model_path, sft
 
@@ -151,6 +151,40 @@ def test_the_co_liked_teacher_ranks_by_the_counts_in_the_prompt(smollm, cases):
     assert screen(answer, 4, target_index=1, threshold=0.3)[0] is None
     with pytest.raises(ValueError, match="counts in the prompt"):
         CoLikedTeacher(smollm).write(cases[:1], [None], [""])  # built without a graph: nothing to rank by
+
+
+def test_the_fused_teacher_ranks_in_the_weighted_order_of_the_prompts_lines(smollm, cases):
+    from starec_env.policies.fusion import Fusion
+    from starec_env.trainers.distill import FusedTeacher
+
+    evidence = Evidence([0, 5, 2, 0], popular=[3], tool=[2, 0], tool_name="sasrec")
+    # co-liked [2] 1 + [3] 1/2, popular [4] 1/2, tool [3] 2 + [1] 2/2: [3] 2.5, then [1] and [2] at 1 (listed order)
+    answer = fused_answer(evidence, 4, Fusion(co_liked=1, popular=0.5, tool=2))
+    assert answer.endswith("</think>\n[3, 1, 2, 4]") and "[3], [1], [2] first" in answer
+    assert fused_answer(evidence, 4, Fusion(co_liked=0, popular=0, tool=1)).endswith("[3, 1, 2, 4]")
+    assert fused_answer(evidence, 4, Fusion(co_liked=1)).endswith("[2, 3, 1, 4]")
+    with pytest.raises(ValueError, match="evidence in the prompt"):
+        FusedTeacher(Fusion(), smollm).write(cases[:1], [None], [""])  # built without evidence: nothing to fuse
+
+
+def test_distilling_with_a_tool_teaches_the_fused_order_of_the_lines_each_prompt_shows(ml1m, smollm, tmp_path,
+                                                                                     monkeypatch):
+    import starec_env.trainers.distill as module
+    from starec_env.policies.fusion import fuse_on
+
+    monkeypatch.setattr(module, "load_llm", lambda spec=None: smollm)
+    prompt = replace(SHORT, evidence=True, tool="pop")
+    config = DistillConfig(users=4, reflection_users=0, seed=3, teacher="fused", ndcg_threshold=0.0)
+    distill(ml1m, config, tmp_path, prompt)
+    lines = [json.loads(line) for line in (tmp_path / "traces.jsonl").open()]
+    source = EvidenceSource(ml1m.train("full"), prompt)
+    fusion, _ = fuse_on(source, ml1m.valid)  # chosen on validation cases, never on the traces' own
+    assert len(lines) == 4 and f"fused evidence lines ({fusion.describe()})" in lines[0]["teacher"]
+    for line, case in zip(lines, training_cases(ml1m, 4, 3, prompt, source=source)):
+        assert line["prompt"] == case.chat and "The pop recommender ranks first: [" in case.chat[-1]["content"]
+        assert line["completion"] == fused_answer(case.evidence, 20, fusion)
+    with pytest.raises(ValueError, match="needs evidence lines"):
+        distill(ml1m, replace(config, users=1), tmp_path / "none", SHORT)
 
 
 def test_rejected_traces_go_back_with_their_error(cases):

@@ -5,14 +5,16 @@ Fast cases come from the env's `train` split (the user's last training interacti
 validation or test target is ever shown; slow cases are the misses of the same feedback loop (`trainers.cases`).
 A teacher writes each trace; screening (paper §4.2) checks the format (and, for rankings, an NDCG@10 threshold on the
 teacher's ranking), and a rejected trace goes back to the teacher with the specific error, up to `max_attempts` times.
-Three teachers:
+Four teachers:
 
 - `LLMTeacher` — any backend spec (e.g. a DeepSeek-R1 endpoint via `openai:`), asked to think and rank, or reflect.
 - `AnswerConditionedTeacher` — a strong classical ranking (SASRec trained on the `_full` view) supplies the list,
   and the local LLM writes the rationale *given* the real next item (rationale generation conditioned on the answer).
 - `CoLikedTeacher` — the offline default, with `evidence`: it ranks in the order the prompt's evidence lines imply
   (co-liked counts, then with `popular` the most popular candidates; `policies.evidence`) and its rationale names
-  the top three, so every ranking it teaches can be derived from the prompt. SFT on SASRec's lists, which the
+  the top three, so every ranking it teaches can be derived from the prompt. `FusedTeacher` does the same with the
+  fused order of every line the prompt shows, a recommender tool's included, its weights chosen on validation
+  (`policies.fusion`). SFT on SASRec's lists, which the
   prompt does not determine, took a 135M student below random (docs/findings.md).
 
 Both offline teachers write reflections with the local LLM given the real choice; traces say all this in their
@@ -37,7 +39,8 @@ from starec_env.agents import slow
 from starec_env.agents.llm import LLM, Chat, Sampling, load_llm
 from starec_env.agents.parsing import parse_ranking
 from starec_env.agents.prompts import SUMMARY_HEAD, PromptConfig
-from starec_env.policies.evidence import Evidence, EvidenceSource
+from starec_env.policies.evidence import Evidence, EvidenceSource, labels
+from starec_env.policies.fusion import Fusion, fuse_on
 from starec_env.metrics import ndcg, target_rank
 from starec_env.protocol import Cases, Protocol
 from starec_env.trainers.cases import ReflectionCase, TrainingCase, reflection_cases, training_cases
@@ -53,7 +56,8 @@ class DistillConfig:
     reflection_users: int = field(default=48, metadata={
         "help": "users whose feedback loop is replayed for slow-thinking traces (misses only; 0: none)"})
     teacher: str = field(default="co-liked", metadata={
-        "help": "'co-liked' (ranks by the evidence in the prompt), 'sasrec' (answer-conditioned) or an LLM spec"})
+        "help": "'co-liked' (ranks by the evidence in the prompt), 'fused' (by all its evidence lines, weights chosen "
+                "on validation), 'sasrec' (answer-conditioned) or an LLM spec"})
     teacher_seconds: float = field(default=180, metadata={"help": "training budget of the SASRec teacher"})
     ndcg_threshold: float = field(default=0.3, metadata={
         "help": "NDCG@10 a teacher's ranking must reach (0.3: about the target in the top 5)"})
@@ -181,6 +185,28 @@ def co_liked_answer(evidence: Evidence, cite: int = 3) -> str:
     return f"<think>{rationale}</think>\n[{', '.join(str(i + 1) for i in order)}]"
 
 
+class FusedTeacher(LocalReflections):
+    """Ranks in the fused order of the prompt's evidence lines and cites its top three as the rationale."""
+
+    def __init__(self, fusion: Fusion, llm: LLM | str | None = None, max_tokens: int = 40):
+        super().__init__(llm, max_tokens)
+        self.fusion = fusion
+        self.name = f"fused evidence lines ({fusion.describe()}) + {self.llm.spec} reflections given the real choice"
+
+    def write(self, cases: Sequence[TrainingCase], errors: Sequence[str | None], previous: Sequence[str]) -> list[str]:
+        if any(case.evidence is None for case in cases):
+            raise ValueError("the fused teacher ranks by the evidence in the prompt: build the cases with evidence "
+                             "lines (PromptConfig.evidence=True or PromptConfig.tool)")
+        return [fused_answer(case.evidence, len(case.candidates), self.fusion) for case in cases]
+
+
+def fused_answer(evidence: Evidence, n: int, fusion: Fusion, cite: int = 3) -> str:
+    """`<think>` naming the fused order's first candidates and the lines behind it, then all labels in that order."""
+    order = fusion.order(evidence, n)
+    rationale = f"Weighing the evidence lines ({fusion.describe()}): {labels(order[:cite])} first."
+    return f"<think>{rationale}</think>\n[{', '.join(str(i + 1) for i in order)}]"
+
+
 class AnswerConditionedTeacher(LocalReflections):
     """A classical ranking plus local-LLM text written with the real next item known (see module docstring)."""
 
@@ -221,12 +247,12 @@ def distill(protocol: Protocol, config: DistillConfig, out: Path, prompt: Prompt
     """Write screened traces into the folder `out`: `traces.jsonl` (fast) and `reflections.jsonl` (slow).
 
     Existing lines are kept, so a rerun resumes; returns counts per file."""
-    teacher = teacher or make_teacher(protocol, config)
+    source = EvidenceSource.of(protocol.train("full"), prompt, config.seed)
+    teacher = teacher or make_teacher(protocol, config, source)
     out.mkdir(parents=True, exist_ok=True)
     check_ranking = ranking_check(config.ndcg_threshold, teacher.revises_ranking)
     provenance = {"teacher": teacher.name, "config": asdict(config), "prompt_config": asdict(prompt)}
-    fast = training_cases(protocol, config.users, config.seed, prompt, config.rounds,
-                          EvidenceSource.of(protocol.train("full"), prompt, config.seed))
+    fast = training_cases(protocol, config.users, config.seed, prompt, config.rounds, source)
     counts = {"traces": _append(out / "traces.jsonl", fast,
                                 lambda chunk: _screened(teacher.write, check_ranking, chunk, config.max_attempts),
                                 provenance, batch)}
@@ -238,9 +264,13 @@ def distill(protocol: Protocol, config: DistillConfig, out: Path, prompt: Prompt
     return counts
 
 
-def make_teacher(protocol: Protocol, config: DistillConfig):
+def make_teacher(protocol: Protocol, config: DistillConfig, source: EvidenceSource | None = None):
     if config.teacher == "co-liked":
         return CoLikedTeacher()
+    if config.teacher == "fused":
+        if source is None:
+            raise ValueError("teacher='fused' needs evidence lines to fuse: set --evidence and/or --tool")
+        return FusedTeacher(fuse_on(source, protocol.valid)[0])
     if config.teacher == "sasrec":
         return AnswerConditionedTeacher(protocol, seed=config.seed, max_seconds=config.teacher_seconds)
     return LLMTeacher(config.teacher)
