@@ -10,7 +10,7 @@ and on a miss is asked to reflect on its prediction against the real choice and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -49,19 +49,19 @@ def training_cases(protocol: Protocol, users: int, seed: int, prompt: PromptConf
     tool's ranking), none of them built from the case itself, as in the STARec policy."""
     env = UserEnv(protocol=protocol, rounds=rounds, split="train")
     loop = FeedbackLoop(None, protocol, prompt)  # prompts only: cases are written, not answered
-    cases = []
+    played = []  # (user, history, candidates, target index) per round
     for index in drawn_cases(protocol, users, seed):
         observation, _ = env.reset(seed=int(seed + index), options={"case": int(index)})
         for _ in range(rounds):
             candidates, seen = observation["candidates"], observation["history"]
             observation, _, _, _, info = env.step(np.zeros(len(candidates)))  # replay: the choice is the logged item
-            cases.append(_ranking_case(loop, int(observation["user"]), seen[seen >= 0], candidates,
-                                       int(np.flatnonzero(candidates == info["choice"])[0])))
-    if source is not None:
-        found = source.evidence([c.user for c in cases], [c.history for c in cases], [c.candidates for c in cases],
-                                train_rounds=rounds)
-        cases = [_with_evidence(loop, case, evidence) for case, evidence in zip(cases, found)]
-    return cases
+            played.append((int(observation["user"]), [int(i) for i in seen[seen >= 0]], [int(i) for i in candidates],
+                           int(np.flatnonzero(candidates == info["choice"])[0])))
+    found = [None] * len(played)
+    if source is not None and played:
+        drawn_users, histories, rows, _ = map(list, zip(*played))
+        found = source.evidence(drawn_users, histories, rows, train_rounds=rounds)
+    return [_ranking_case(loop, *case, evidence) for case, evidence in zip(played, found)]
 
 
 def reflection_cases(protocol: Protocol, llm: LLM, users: int, seed: int,
@@ -89,13 +89,8 @@ def drawn_cases(protocol: Protocol, users: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).choice(len(protocol.test), size=min(users, len(protocol.test)), replace=False)
 
 
-def _ranking_case(loop: FeedbackLoop, user, history, candidates, target_index) -> TrainingCase:
-    chat = loop.ranking_chat(Memory(int(user), loop.catalogue.profiles[user]), Round(history, candidates))
-    return TrainingCase(int(user), [int(i) for i in history], [int(i) for i in candidates], int(target_index), chat,
-                        None)
-
-
-def _with_evidence(loop: FeedbackLoop, case: TrainingCase, evidence: Evidence) -> TrainingCase:
-    chat = loop.ranking_chat(Memory(case.user, loop.catalogue.profiles[case.user]),
-                             Round(case.history, case.candidates), **evidence.lines())
-    return replace(case, chat=chat, evidence=evidence)
+def _ranking_case(loop: FeedbackLoop, user: int, history: list[int], candidates: list[int], target_index: int,
+                  evidence: Evidence | None) -> TrainingCase:
+    chat = loop.ranking_chat(Memory(user, loop.catalogue.profiles[user]), Round(history, candidates),
+                             **(evidence.lines() if evidence else {}))
+    return TrainingCase(user, history, candidates, target_index, chat, evidence)
