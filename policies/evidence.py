@@ -73,8 +73,7 @@ class EvidenceSource:
         """Per case, its evidence. `train_rounds` > 0: the cases are of the env's `train` split (among each user's
         last `train_rounds` training interactions), so the counts leave out the user's own edges and the tool is the
         fit that never saw those interactions."""
-        none = [Evidence([]) for _ in users]
-        found = none if self.graph is None else [
+        found = [Evidence([]) for _ in users] if self.graph is None else [
             self.graph.evidence(h, c, without_user=int(u) if train_rounds else None)
             for u, h, c in zip(users, histories, candidates)]
         if self.tool is None:

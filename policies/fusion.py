@@ -60,9 +60,10 @@ def choose_fusion(evidence: Sequence[Evidence], target_index: np.ndarray, n: int
     if not shown:
         raise ValueError("no evidence line names any candidate: nothing to fuse")
     tried, seen = [], set()
-    for weights in sorted(product(STEPS, repeat=len(shown)), key=lambda w: (sum(x > 0 for x in w), -max(w))):
-        ratio = tuple(round(x / max(weights), 6) for x in weights) if any(weights) else None
-        if ratio is None or ratio in seen:
+    choices = [w for w in product(STEPS, repeat=len(shown)) if any(w)]
+    for weights in sorted(choices, key=lambda w: (sum(x > 0 for x in w), -max(w))):
+        ratio = tuple(round(x / max(weights), 6) for x in weights)  # one choice per ratio: the scale is immaterial
+        if ratio in seen:
             continue
         seen.add(ratio)
         fusion = Fusion(**{name: dict(zip(shown, ratio)).get(name, 0.0) for name in LINES})

@@ -177,11 +177,11 @@ class CoLikedTeacher(LocalReflections):
 def co_liked_answer(evidence: Evidence, cite: int = 3) -> str:
     """`<think>` naming the most co-liked (and popular) candidates, then all labels in the evidence's order."""
     order = evidence.order()
-    cited = [f"[{i + 1}]" for i in order[:cite] if evidence.counts[i]]
-    rationale = (f"Most co-liked with the user's recent items: {', '.join(cited)}." if cited else
+    cited = labels([i for i in order[:cite] if evidence.counts[i]])
+    rationale = (f"Most co-liked with the user's recent items: {cited}." if cited else
                  "No candidate is co-liked with the user's recent items.")
     if evidence.popular:
-        rationale += f" Most popular: {', '.join(f'[{i + 1}]' for i in evidence.popular[:cite])}."
+        rationale += f" Most popular: {labels(evidence.popular[:cite])}."
     return f"<think>{rationale}</think>\n[{', '.join(str(i + 1) for i in order)}]"
 
 
@@ -247,7 +247,7 @@ def distill(protocol: Protocol, config: DistillConfig, out: Path, prompt: Prompt
     """Write screened traces into the folder `out`: `traces.jsonl` (fast) and `reflections.jsonl` (slow).
 
     Existing lines are kept, so a rerun resumes; returns counts per file."""
-    source = EvidenceSource.of(protocol.train("full"), prompt, config.seed)
+    source = EvidenceSource.of(protocol.train("full"), prompt)  # the tool's seed-0 fit, as GRPO and validation
     teacher = teacher or make_teacher(protocol, config, source)
     out.mkdir(parents=True, exist_ok=True)
     check_ranking = ranking_check(config.ndcg_threshold, teacher.revises_ranking)
