@@ -25,7 +25,7 @@ test: setup
 
 POLICIES ?= random,pop,bpr,gru4rec,sasrec
 SEEDS ?= 0
-# the STARec agent on the embedded SmolLM2 (slow thinking included): ~45 s per user on this CPU, so a few users
+# the STARec agent on the embedded SmolLM2 (slow thinking included) is slow on a CPU (docs/speed.md), so a few users
 LLM_POLICIES ?= starec
 LLM_USERS ?= 32
 # both runs go under one folder, and one table combines them on the users they share

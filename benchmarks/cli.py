@@ -61,12 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity.set_defaults(func=_fidelity)
 
     report = commands.add_parser("report", help="render recorded runs' tables (with their provenance) for the docs")
-    report.add_argument("runs", nargs="+", help="results folders of `starec bench` or `starec fidelity`")
-    report.add_argument("--out", help="a page to write into, between its report markers (default: print)")
-    report.add_argument("--combined", action="store_true",
+    report.add_argument("runs", nargs="*", help="results folders of `starec bench` or `starec fidelity`")
+    report.add_argument("--out", help="a page to write into, as its block --block (default: print)")
+    report.add_argument("--block", default="report", help="with --out: the name of the page's block to (re)write")
+    report.add_argument("--records", help="with --out: keep the runs' records here (e.g. docs/runs) and render from "
+                                          "them, so the page can be refreshed and checked from the repository")
+    layout = report.add_mutually_exclusive_group()
+    layout.add_argument("--combined", action="store_true",
                         help="`starec bench` runs as one table, every row on the test users all of them share")
+    layout.add_argument("--headline", action="store_true",
+                        help="NDCG@10 of the full-view rows beside the paper's, one column pair per dataset")
     report.add_argument("--against", help="with --combined: compare every row user by user with this one "
                                           "(a row label such as SASRec_full)")
+    report.add_argument("--refresh", nargs="+", metavar="PAGE",
+                        help="render every block of these pages again from the runs their markers name")
     report.set_defaults(func=_report)
 
     model = commands.add_parser("model", help="the embedded default LLM").add_subparsers(dest="action", required=True)
@@ -158,15 +166,20 @@ def _fidelity(args) -> int:
 
 
 def _report(args) -> int:
-    from starec_env.benchmarks.render import render_combined, render_runs, write_into
+    from starec_env.benchmarks.render import refresh, render, write_block
 
-    if args.against and not args.combined:
-        raise SystemExit("--against compares the rows of a combined table: add --combined")
-    text = render_combined(args.runs, args.against) if args.combined else render_runs(args.runs)
+    if args.refresh:
+        for page in map(Path, args.refresh):
+            print(f"{page}: {'rendered again' if refresh(page) else 'unchanged'}")
+        return 0
+    if not args.runs:
+        raise ValueError("starec report: name the results folders to render, or --refresh PAGE...")
+    layout = "combined" if args.combined else "headline" if args.headline else "runs"
     if args.out:
-        print(f"rendered {len(args.runs)} run(s) into {write_into(Path(args.out), text)}")
+        page = write_block(Path(args.out), args.block, args.runs, layout, args.against, args.records)
+        print(f"rendered {len(args.runs)} run(s) into {page} (block {args.block})")
     else:
-        print(text)
+        print(render(args.runs, layout, args.against))
     return 0
 
 

@@ -50,6 +50,7 @@ from starec_env.metrics import (RATING_SCALE, agreement_at_ratio, bootstrap_se, 
 from starec_env.policies.base import PopularityPolicy, RandomPolicy
 from starec_env.policies.registry import make_policy
 from starec_env.protocol import Cases, Protocol, build_protocol, default_config
+from starec_env.records import run_record
 
 ROWS = ("random", "pop", "collaborative", "llm", "llm-slow")
 RATIOS = (1, 3, 9)
@@ -364,7 +365,7 @@ def chance(cases: FidelityCases, histogram: np.ndarray, shown: int) -> dict:
 def run_fidelity(config: FidelityConfig, resume: Path | None = None) -> tuple[list[dict], Path]:
     """Measure every row and write the results folder, or continue `resume`, a folder of a run with the same
     settings (rows without an LLM are recomputed: they take seconds); returns (rows, folder)."""
-    from starec_env.benchmarks.report import new_results_dir, run_record
+    from starec_env.benchmarks.report import new_results_dir
 
     protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.seed), config.data_path)
     ratings = protocol_ratings(protocol, config.data_path)
@@ -481,8 +482,6 @@ def _answers_slice(answers: Answers, count: int) -> Answers:
 
 # ------------------------------------------------------------------------------------------------- output
 def write_fidelity(rows, config, protocol, out: Path, answers, cases, histogram, quiet: bool = True) -> None:
-    from starec_env.benchmarks.report import run_record
-
     frame = pd.DataFrame(rows)
     write_json(out / "run.json", run_record(config, [protocol.record()], [
         {"row": r["row"], "seconds": r.get("seconds")} for r in rows]), indent=1, default=str)

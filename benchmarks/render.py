@@ -1,10 +1,17 @@
 """The docs' tables rendered back from recorded runs (`starec report`): each under the command, data checksums and
-commit that made it, and a marker naming the run, so a test can tell a rendered table from a typed one."""
+commit that made it, and a marker naming the run, so a test can tell a rendered table from a typed one.
+
+A page holds its rendered tables in named blocks whose opening marker is the report command that made them, run
+folders given relative to the page; `--records DIR` keeps the runs' records (`run.json`, `results.json`) there, so
+`refresh` can render every block again from them and the docs test can check each table against its run.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shlex
 from pathlib import Path
 
@@ -12,23 +19,44 @@ import numpy as np
 import pandas as pd
 
 from starec_env.benchmarks.fidelity import fidelity_tables
-from starec_env.benchmarks.report import row_label, summary_table
-from starec_env.files import read_json, write_text
+from starec_env.benchmarks.references import PAPER
+from starec_env.benchmarks.report import anchor_ndcg10, number_cell, row_label, summary_table
+from starec_env.files import read_json, write_json, write_text
 from starec_env.metrics import ndcg, paired_difference, summarize
+from starec_env.trainers.curves import stage_table
 
-REPORT_BEGIN, REPORT_END = "<!-- starec report: begin -->", "<!-- starec report: end -->"
+REPORT_BEGIN, REPORT_END = "<!-- starec report: begin", "<!-- starec report: end"
 RENDERED = "<!-- rendered by starec report from"
+BLOCK = re.compile(r"<!-- starec report: begin ([\w-]+): (.*?) -->\n.*?\n<!-- starec report: end \1 -->", re.S)
+RECORDS = ("results.json", "validation.json")  # what rendering reads beside run.json: bench and fidelity, or train
+LAYOUTS = ("runs", "combined", "headline")
+
+
+def render(folders, layout: str = "runs", against: str | None = None) -> str:
+    """`folders` rendered as each run's own tables (`runs`), one table per dataset (`combined`, optionally each row
+    against the row labelled `against`), or NDCG@10 beside the paper's, one column pair per dataset (`headline`)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown report layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    if against and layout != "combined":
+        raise ValueError("--against compares the rows of a combined table: add --combined")
+    if layout == "combined":
+        return render_combined(folders, against)
+    return render_headline(folders) if layout == "headline" else render_runs(folders)
 
 
 def render_runs(folders) -> str:
-    """Markdown for recorded runs: per results folder (bench or fidelity) its tables, under the command, data
+    """Markdown for recorded runs: per results folder (bench, fidelity or train) its tables, under the command, data
     checksums and commit that made them and a marker naming the run and its config hash."""
     parts = []
     for folder in map(Path, folders):
         record = read_json(folder / "run.json", "run record")
-        frame = pd.DataFrame(read_json(folder / "results.json", "results file")["rows"])
         dataset = record["config"]["dataset"]
-        table = fidelity_tables(frame, dataset) if "row" in frame else summary_table(frame, dataset)
+        if (folder / "validation.json").is_file():  # a `starec train` run
+            table = stage_table(pd.DataFrame(read_json(folder / "validation.json", "validation file")["rows"]),
+                                "ndcg@10")
+        else:
+            frame = pd.DataFrame(read_json(folder / "results.json", "results file")["rows"])
+            table = fidelity_tables(frame, dataset) if "row" in frame else summary_table(frame, dataset)
         table = "\n".join(f"#{line}" if line.startswith("#") else line for line in table.splitlines())
         parts.append(f"{provenance(folder, record)}\n\n{table}")
     return "\n\n".join(parts)
@@ -83,8 +111,8 @@ def paired_table(rows: list[dict], users: int, against: str) -> str:
 def provenance(folder: Path, record: dict) -> str:
     command = "starec " + " ".join(shlex.quote(arg) for arg in record["command"][1:])
     digest = hashlib.sha256(json.dumps(record["config"], sort_keys=True, default=str).encode()).hexdigest()[:12]
-    data = ", ".join(f"{name} `{sha[:12]}`" for protocol in record["protocols"]
-                     for name, sha in protocol["sources_sha256"].items())
+    data = ", ".join(dict.fromkeys(f"{name} `{sha[:12]}`" for protocol in record["protocols"]  # once per file
+                                   for name, sha in protocol["sources_sha256"].items()))
     commit = (record.get("git_commit") or "unknown")[:10]
     commit += {True: " with uncommitted changes", False: "", None: ", working tree not recorded"}[
         record.get("git_uncommitted_changes")]
@@ -92,11 +120,96 @@ def provenance(folder: Path, record: dict) -> str:
             f"Made by `{command}` (commit {commit}); data SHA-256: {data}.")
 
 
-def write_into(page: Path, text: str) -> Path:
-    """`text` between the page's report markers (the rest of the page kept), or as the whole page if it has none."""
-    block = f"{REPORT_BEGIN}\n{text}\n{REPORT_END}"
+def render_headline(folders) -> str:
+    """NDCG@10 ×100 (mean over seeds) of every row trained on the full view, and Random, per dataset beside the
+    paper's row: the README's table."""
+    runs = [(Path(folder), read_json(Path(folder) / "run.json", "run record")) for folder in folders]
+    rows = [{**row, "dataset": record["config"]["dataset"]} for folder, record in runs
+            for row in read_json(folder / "results.json", "results file")["rows"] if row["view"] in ("full", "-")]
+    frame = pd.DataFrame(rows)
+    datasets = list(dict.fromkeys(frame["dataset"]))
+    means = frame.groupby(["policy", "view", "dataset"], sort=False)["ndcg@10"].mean().unstack("dataset")
+    lines = ["| Method | " + " | ".join(f"{d} (ours) | {d} (paper)" for d in datasets) + " |",
+             "|---|" + "---|---|" * len(datasets)]
+    for (policy, view), scores in means.iterrows():
+        cells = [f"{number_cell(100 * scores[d] if pd.notna(scores[d]) else None)} | "
+                 f"{number_cell(anchor_ndcg10(PAPER, d, policy, view))}" for d in datasets]
+        lines.append(f"| {row_label(policy, view)} | " + " | ".join(cells) + " |")
+    return "\n\n".join([*(provenance(folder, record) for folder, record in runs), "\n".join(lines)])
+
+
+def write_block(page: Path, name: str, folders, layout: str = "runs", against: str | None = None,
+                records: Path | None = None) -> Path:
+    """The report of `folders` into the page's block `name` (replaced where it is, else added at the end; the rest
+    of the page kept). With `records`, the runs' records are copied there first and the block renders from them."""
+    if not re.fullmatch(r"[\w-]+", name):
+        raise ValueError(f"report block name {name!r}: use letters, digits, '-' or '_'")
+    folders = [Path(folder) for folder in folders]
+    if records is not None:
+        folders = [keep_records(folder, Path(records)) for folder in folders]
     current = page.read_text() if page.is_file() else ""
-    if REPORT_BEGIN in current and REPORT_END in current:
-        head, rest = current.split(REPORT_BEGIN, 1)
-        return write_text(page, head + block + rest.split(REPORT_END, 1)[1])
-    return write_text(page, block + "\n")
+    return write_text(page, with_block(current, name, block_text(page, name, folders, layout, against)))
+
+
+def block_text(page: Path, name: str, folders: list[Path], layout: str, against: str | None) -> str:
+    """The block: its opening marker is the report command that made it (run folders relative to the page)."""
+    where = [os.path.relpath(folder.resolve(), page.resolve().parent) for folder in folders]
+    flags = ([] if layout == "runs" else [f"--{layout}"]) + (["--against", against] if against else [])
+    return (f"{REPORT_BEGIN} {name}: {shlex.join(flags + where)} -->\n{render(folders, layout, against)}\n"
+            f"{REPORT_END} {name} -->")
+
+
+def with_block(text: str, name: str, block: str) -> str:
+    found = [match for match in BLOCK.finditer(text) if match.group(1) == name]
+    if found:
+        return text[:found[0].start()] + block + text[found[0].end():]
+    return (text.rstrip("\n") + "\n\n" if text.strip() else "") + block + "\n"
+
+
+def rendered_again(page: Path) -> str:
+    """The page with every named block rendered again from the runs its marker names."""
+    text = page.read_text()
+    for name, flags in [(match.group(1), match.group(2)) for match in BLOCK.finditer(text)]:
+        layout, against, folders = parse_block(flags, page)
+        text = with_block(text, name, block_text(page, name, folders, layout, against))
+    return text
+
+
+def refresh(page: Path) -> bool:
+    """Re-render `page`'s blocks in place; whether anything changed."""
+    text = rendered_again(page)
+    changed = text != page.read_text()
+    if changed:
+        write_text(page, text)
+    return changed
+
+
+def keep_records(folder: Path, records: Path) -> Path:
+    """`folder`'s run record and results written (atomically, as compact JSON) into `records/<folder name>/`, which
+    is returned."""
+    kept = records / folder.name
+    if kept.resolve() != folder.resolve():
+        names = ["run.json", *(name for name in RECORDS if (folder / name).is_file())]
+        if len(names) == 1 or not (folder / "run.json").is_file():
+            raise ValueError(f"{folder}: not a results folder of `starec bench`, `fidelity` or `train` (it needs "
+                             f"run.json and one of {', '.join(RECORDS)})")
+        for name in names:
+            write_json(kept / name, read_json(folder / name, name), separators=(",", ":"))
+    return kept
+
+
+def parse_block(flags: str, page: Path) -> tuple[str, str | None, list[Path]]:
+    """(layout, against, run folders) from a block's marker, the folders resolved against the page's folder."""
+    words, layout, against, folders = shlex.split(flags), "runs", None, []
+    while words:
+        word = words.pop(0)
+        if word == "--against" and words:
+            against = words.pop(0)
+        elif word.startswith("--") and word[2:] in LAYOUTS:
+            layout = word[2:]
+        else:
+            folders.append(page.parent / word)
+    missing = [str(folder) for folder in folders if not (folder / "run.json").is_file()]
+    if missing or not folders:
+        raise ValueError(f"{page}: a report block names runs whose records are not there: {missing or 'none named'}")
+    return layout, against, folders

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
-import platform
-import subprocess
-import sys
 import time
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 
 import matplotlib
@@ -21,10 +16,10 @@ import pandas as pd  # noqa: E402
 
 from starec_env.benchmarks.references import PAPER, REFERENCE  # noqa: E402
 from starec_env.files import atomic_path, read_json, write_json, write_text  # noqa: E402
+from starec_env.records import run_record  # noqa: E402
 
 DISPLAY = {"random": "Random", "pop": "Pop", "bpr": "BPR", "gru4rec": "GRU4Rec", "sasrec": "SASRec"}
 KS = (1, 5, 10, 20)
-PACKAGES = ("torch", "numpy", "pandas", "gymnasium", "transformers", "starec-env")
 
 
 def new_results_dir(root: str, dataset: str) -> Path:
@@ -99,19 +94,18 @@ def summary_table(frame: pd.DataFrame, dataset: str) -> str:
               + " | seeds | users | train s | paper @10 | reference @10 |")
     lines = [header, "|" + "---|" * (len(KS) + 6)]
     for (policy, view), group in frame.groupby(["policy", "view"], sort=False):
-        key = policy if view == "-" else f"{policy}_{view}"
         cells = [_mean_std(group[f"ndcg@{k}"]) for k in KS]
-        paper, reference = (_lookup(table, dataset, key, policy) for table in (PAPER, REFERENCE))
+        paper, reference = (anchor_ndcg10(table, dataset, policy, view) for table in (PAPER, REFERENCE))
         lines.append(f"| {row_label(policy, view)} | " + " | ".join(cells)
                      + f" | {group['seed'].nunique()} | {int(group['users'].iloc[0])} | "
-                     f"{group['train_seconds'].mean():.1f} | {_maybe(paper)} | {_maybe(reference)} |")
+                     f"{group['train_seconds'].mean():.1f} | {number_cell(paper)} | {number_cell(reference)} |")
     return "\n".join(lines)
 
 
-def _lookup(table: dict, dataset: str, key: str, policy: str) -> float | None:
-    """NDCG@10 of `policy_view`, else of `policy` (rows such as Pop that the paper gives once), else of the
-    policy's family (`starec-lik-noreflect` → `starec`)."""
-    rows = table.get(dataset, {})
+def anchor_ndcg10(table: dict, dataset: str, policy: str, view: str) -> float | None:
+    """NDCG@10 in `table` (PAPER or REFERENCE) of `policy_view`, else of `policy` (rows such as Pop that the paper
+    gives once), else of the policy's family (`starec-lik-noreflect` → `starec`)."""
+    rows, key = table.get(dataset, {}), policy if view == "-" else f"{policy}_{view}"
     return (rows.get(key) or rows.get(policy) or rows.get(policy.split("-")[0]) or (None, None))[1]
 
 
@@ -120,7 +114,7 @@ def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.2f}" if len(values) == 1 else f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
 
 
-def _maybe(value) -> str:
+def number_cell(value) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
@@ -152,33 +146,3 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     with atomic_path(path) as scratch:
         figure.savefig(scratch, dpi=120)
     plt.close(figure)
-
-
-def run_record(config, records: list[dict], timings: list[dict]) -> dict:
-    """Everything needed to reproduce or audit the numbers: config, protocol, data hashes, versions, timings."""
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    commit, changed = _git_state()
-    return {"config": asdict(config), "command": sys.argv, "git_commit": commit,
-            "git_uncommitted_changes": changed, "protocols": records,
-            "versions": versions, "python": sys.version, "platform": platform.platform(),
-            "timings": timings}
-
-
-@functools.cache
-def _git_state() -> tuple[str | None, bool]:
-    """(commit, uncommitted changes?) of the code, read once per process: a commit made while a run is going
-    does not become that run's."""
-    return _git("rev-parse", "HEAD") or None, bool(_git("status", "--porcelain", "--untracked-files=no"))
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent,
-                              check=False).stdout.strip()
-    except OSError:
-        return ""

@@ -1,4 +1,5 @@
 import json
+import shutil
 import sys
 import textwrap
 from dataclasses import replace
@@ -98,3 +99,35 @@ def test_runs_of_different_sizes_combine_into_one_table_on_the_users_they_share(
     run_cds = run_benchmark(replace(config, dataset="amazon-cds", policies=("pop",), n_users=5))[2]
     both = render_combined([first, second, run_cds])  # one section per dataset, each on its own shared users
     assert both.index("ml-1m: every row on the first 8") < both.index("amazon-cds: every row on the first 5")
+
+
+def test_a_page_keeps_its_runs_records_and_renders_again_from_them(ml1m, tmp_path):
+    """`starec report RUN... --out PAGE --records DIR`: the block's marker is the command that made it, the records
+    beside the page are enough to render it again, and a changed record changes the page on refresh."""
+    from starec_env.benchmarks.render import refresh, rendered_again, write_block
+
+    config = BenchConfig(dataset="ml-1m", policies=("random", "pop"), views=("full",), n_users=10,
+                         out=str(tmp_path / "results"))
+    run = run_benchmark(config)[2]
+    page, records = tmp_path / "docs" / "page.md", tmp_path / "docs" / "runs"
+    page.parent.mkdir()
+    page.write_text("# Results\n\nKept.\n")
+    write_block(page, "headline", [run], "headline", records=records)
+    write_block(page, "classical", [run], "combined", against="Pop_full", records=records)
+    text = page.read_text()
+    assert text.startswith("# Results\n\nKept.\n") and sorted(p.name for p in (records / run.name).iterdir()) == [
+        "results.json", "run.json"]
+    assert f"<!-- starec report: begin classical: --combined --against Pop_full runs/{run.name} -->" in text
+    headline = text.split("begin headline")[1].split("end headline")[0]
+    assert "| Method | ml-1m (ours) | ml-1m (paper) |" in headline and "| Pop_full |" in headline
+    assert "| 49.08 |" in headline  # the paper's Pop row, from benchmarks.references
+    shutil.rmtree(run)  # the page no longer needs the results folder
+    assert rendered_again(page) == text and not refresh(page)
+    saved = json.loads((records / run.name / "results.json").read_text())
+    assert saved["rows"][1]["policy"] == "pop"
+    saved["rows"][1]["ndcg@10"] = 1.0  # as if Pop had ranked every target first
+    (records / run.name / "results.json").write_text(json.dumps(saved))
+    assert refresh(page) and "| Pop_full | 100.00 | 49.08 |" in page.read_text()
+    shutil.rmtree(records / run.name)
+    with pytest.raises(ValueError, match="records are not there"):
+        rendered_again(page)

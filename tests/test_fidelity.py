@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from starec_env.agents.grounded import GroundedChoice, standardise
-from starec_env.benchmarks.render import RENDERED, REPORT_BEGIN, REPORT_END, render_runs, write_into
+from starec_env.benchmarks.render import RENDERED, write_block
 from starec_env.benchmarks import fidelity
 from starec_env.benchmarks.fidelity import (Answers, FidelityCases, FidelityConfig, fidelity_cases, held_out,
                                             measure, protocol_ratings, quantile_ratings)
@@ -133,9 +133,10 @@ def test_cheap_rows_repeat_under_a_seed(tmp_path, data_dir):
     assert record["config"]["n_users"] == 30 and record["protocols"][0]["sources_sha256"]
     assert (out / "ratings.png").stat().st_size > 0
     page = tmp_path / "page.md"
-    page.write_text(f"# Intro\n\n{REPORT_BEGIN}\nold numbers\n{REPORT_END}\n\nOutro\n")
+    page.write_text("# Intro\n\n<!-- starec report: begin fidelity: x -->\nold numbers\n"
+                    "<!-- starec report: end fidelity -->\n\nOutro\n")
     for _ in range(2):  # rendering again replaces the block, nothing else
-        write_into(page, render_runs([out]))
+        write_block(page, "fidelity", [out])
     text = page.read_text()
     assert text.startswith("# Intro") and text.endswith("Outro\n") and "old numbers" not in text
     assert text.count(RENDERED) == 1 and "starec " in text and "| collaborative | 60 |" in text

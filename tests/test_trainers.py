@@ -17,7 +17,7 @@ from starec_env.trainers.cases import ReflectionCase, reflection_cases, training
 from starec_env.trainers.curves import write_stage_bars
 from starec_env.trainers.distill import (CoLikedTeacher, DistillConfig, _screened, co_liked_answer, distill,
                                          fused_answer, ranking_check, reflection_check, screen, screen_reflection)
-from starec_env.trainers.pipeline import PipelineConfig, _paired, _validate
+from starec_env.trainers.pipeline import PipelineConfig, _paired, _record, _validate
 from starec_env.trainers.sft import SFTRunConfig, hardware, model_path, sft
 
 SHORT = PromptConfig(history=5, think=True)  # short prompts: a CPU optimizer step costs per token
@@ -411,6 +411,25 @@ def test_each_stage_is_compared_user_by_user_with_the_one_it_builds_on(tmp_path)
     table = (tmp_path / "validation.md").read_text().splitlines()
     assert table[2] == "| base | 8 | 12.50 |  |  |  |  |" and len(frame) == 2
     assert table[3] == "| sft | 8 | 100.00 | base | **+87.50 ± 12.50** | 0.0156 | 7 / 0 |"
+
+
+def test_a_training_run_renders_under_its_run_record(ml1m, tmp_path):
+    """`starec train` leaves run.json beside validation.json, so `starec report` renders its stage table (and keeps
+    its records) like a bench run's."""
+    from starec_env.benchmarks.render import render_runs, write_block
+
+    run = tmp_path / "train-ml-1m"
+    _record(run, PipelineConfig(), ml1m, {"distill": {"seconds": 2.0}})
+    base = {"stage": "base", "users": 8, "ranks": [20] * 7 + [1], "ndcg@10": 1 / 8}
+    sft = {"stage": "sft", "users": 8, "ranks": [1] * 8, "ndcg@10": 1.0}
+    (run / "validation.json").write_text(json.dumps({"rows": [base, {**sft, **_paired(base, sft)}]}))
+    record = json.loads((run / "run.json").read_text())
+    assert record["config"]["dataset"] == "ml-1m" and record["timings"] == [{"stage": "distill", "seconds": 2.0}]
+    text = render_runs([run])
+    assert "rendered by starec report from train-ml-1m" in text and "| sft | 8 | 100.00 | base |" in text
+    write_block(tmp_path / "docs" / "training.md", "ml1m", [run], records=tmp_path / "docs" / "runs")
+    assert sorted(p.name for p in (tmp_path / "docs" / "runs" / run.name).iterdir()) == ["run.json",
+                                                                                          "validation.json"]
 
 
 def test_paired_difference_refuses_unpaired_values():

@@ -59,14 +59,18 @@ def write_stage_bars(rows: list[dict], out: Path, name: str, metric: str, chance
 
 
 def stage_table(frame: pd.DataFrame, metric: str) -> str:
-    """Markdown: each stage's `metric` × 100 and, where it builds on another stage, the paired difference to it
-    (mean ± standard error × 100, Wilcoxon p, users better / worse); a significant difference (p < 0.05) in bold."""
-    lines = [f"| stage | users | {metric} | vs | Δ {metric} | p (Wilcoxon) | better / worse |", "|---" * 7 + "|"]
+    """Markdown: each stage's NDCG@1/5/10/20 × 100 (where the rows have them) and, where it builds on another stage,
+    the paired difference in `metric` to it (mean ± standard error × 100, Wilcoxon p, users better / worse); a
+    significant difference (p < 0.05) in bold."""
+    shown = [name for name in ("ndcg@1", "ndcg@5", "ndcg@10", "ndcg@20") if name in frame] or [metric]
+    lines = [f"| stage | users | {' | '.join(shown)} | vs | Δ {metric} | p (Wilcoxon) | better / worse |",
+             "|---" * (len(shown) + 6) + "|"]
     for row in frame.to_dict("records"):
         paired = ["", "", "", ""]
         if isinstance(row.get("vs"), str):
             delta = f"{100 * row[f'delta_{metric}']:+.2f} ± {100 * row['delta_se']:.2f}"
             paired = [row["vs"], f"**{delta}**" if row["significant"] else delta, f"{row['p_wilcoxon']:.3g}",
                       f"{int(row['better'])} / {int(row['worse'])}"]
-        lines.append(f"| {row['stage']} | {int(row['users'])} | {100 * row[metric]:.2f} | " + " | ".join(paired) + " |")
+        cells = [f"{100 * row[name]:.2f}" for name in shown]
+        lines.append(f"| {row['stage']} | {int(row['users'])} | " + " | ".join(cells + paired) + " |")
     return "\n".join(lines) + "\n"

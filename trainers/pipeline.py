@@ -8,7 +8,8 @@ generative mode, with the same prompts as training (`PipelineConfig.prompt`) —
 the last again without self-reflection (history only, no summary) and, with `ablations`, GRPO without SFT. Every
 row uses the same validation users and candidates, so each stage is compared user by user with the one it builds on:
 the mean NDCG@10 difference, its standard error, a Wilcoxon signed-rank p-value and the users better and worse
-(`validation.json`, `validation.csv` and `validation.md`).
+(`validation.json`, `validation.csv` and `validation.md`), beside the run record (`run.json`) that `starec report`
+renders them under.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starec_env.files import read_json, write_json
 from starec_env.policies.starec import STARecPolicy
 from starec_env.metrics import ndcg, paired_difference, summarize, target_ranks
 from starec_env.protocol import build_protocol, default_config
+from starec_env.records import run_record
 from starec_env.trainers.curves import write_stage_bars
 from starec_env.trainers.distill import DistillConfig, distill
 from starec_env.trainers.grpo import TRAINING_PROMPT, GRPORunConfig, grpo
@@ -55,6 +57,7 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
     protocol = build_protocol(config.dataset, default_config(config.dataset, seed=config.distill.seed))
     timings = _load(out / "timings.json")
     rows = _load(out / "validation.json").get("rows", [])
+    _record(out, config, protocol, timings)
 
     def validate(stage: str, model: str, against: str | None, reflect_steps: int = config.reflect_steps) -> str:
         """Score a stage's checkpoint as soon as it exists, so a bad stage shows before the next one trains; compare
@@ -83,6 +86,7 @@ def run_pipeline(config: PipelineConfig) -> list[dict]:
                                                      config.prompt)), "base")
     chance = float(ndcg(np.arange(1, protocol.valid.candidates.shape[1] + 1), 10).mean())
     write_stage_bars(rows, out, "validation", "ndcg@10", chance)
+    _record(out, config, protocol, timings)
     return rows
 
 
@@ -119,6 +123,11 @@ def _timed(work) -> dict:
     started = time.perf_counter()
     result = work()
     return {"seconds": time.perf_counter() - started, **(result if isinstance(result, dict) else {})}
+
+
+def _record(out: Path, config: PipelineConfig, protocol, timings: dict) -> None:
+    """`run.json`: config, command, protocol, data checksums, versions, commit and the stage timings so far."""
+    _save(out / "run.json", run_record(config, [protocol.record()], [{"stage": k, **v} for k, v in timings.items()]))
 
 
 def _load(path: Path) -> dict:
