@@ -89,7 +89,22 @@ def _combined_section(runs: list[tuple[Path, dict]], dataset: str, against: str 
              f"### {dataset}: every row on the first {shared} test users", summary_table(frame, dataset)]
     if against:
         parts += [f"### {dataset}: each row against {against}, user by user", paired_table(rows, shared, against)]
+    if any(row.get("chosen") for row in rows):
+        parts += [f"### {dataset}: the fusion weights each fused row chose on validation", chosen_table(rows)]
     return "\n\n".join(parts)
+
+
+def chosen_table(rows: list[dict]) -> str:
+    """Per `fused` row: the line weights it chose, their validation NDCG@10 ×100 and that of the best line alone."""
+    lines = ["| Method | seed | co-liked | popular | tool | validation NDCG@10 | best line alone |", "|---" * 7 + "|"]
+    for row in (row for row in rows if row.get("chosen")):
+        weights, tried = row["chosen"]["weights"], row["chosen"]["validation"]
+        alone = max(t["ndcg@10"] for t in tried if sum(t[line] > 0 for line in weights) == 1)
+        best = max(t["ndcg@10"] for t in tried)
+        lines.append(f"| {row_label(row['policy'], row['view'])} | {row['seed']} | "
+                     + " | ".join(f"{weights[line]:g}" for line in ("co_liked", "popular", "tool"))
+                     + f" | {100 * best:.2f} | {100 * alone:.2f} |")
+    return "\n".join(lines)
 
 
 def paired_table(rows: list[dict], users: int, against: str) -> str:

@@ -17,7 +17,7 @@ FOLDERS = {"starec_env": "starec_env", "agents": "starec_env.agents", "policies"
            "trainers": "starec_env.trainers", "benchmarks": "starec_env.benchmarks"}
 # The flow, bottom to top; a module may import its own layer and the layers below it, never one above.
 LAYERS = [
-    ("starec_env.cache", "starec_env.files", "starec_env.sources"),
+    ("starec_env.cache", "starec_env.files", "starec_env.records", "starec_env.sources"),
     ("starec_env.data",),
     ("starec_env.datasets", "starec_env.registration", "starec_env"),
     ("starec_env.protocol", "starec_env.metrics", "starec_env.rewards"),

@@ -131,3 +131,15 @@ def test_a_page_keeps_its_runs_records_and_renders_again_from_them(ml1m, tmp_pat
     shutil.rmtree(records / run.name)
     with pytest.raises(ValueError, match="records are not there"):
         rendered_again(page)
+
+
+def test_a_fused_row_shows_the_weights_it_chose_and_the_best_single_line():
+    from starec_env.benchmarks.render import chosen_table
+
+    tried = [{"co_liked": 1.0, "popular": 0.0, "tool": 0.0, "ndcg@10": 0.60},
+             {"co_liked": 0.0, "popular": 0.0, "tool": 1.0, "ndcg@10": 0.70},
+             {"co_liked": 0.125, "popular": 0.0, "tool": 1.0, "ndcg@10": 0.72}]
+    row = {"policy": "fused(co-liked+sasrec)", "view": "full", "seed": 0,
+           "chosen": {"weights": {"co_liked": 0.125, "popular": 0.0, "tool": 1.0}, "validation": tried}}
+    table = chosen_table([row, {"policy": "sasrec", "view": "full", "seed": 0}]).splitlines()
+    assert len(table) == 3 and table[2] == "| fused(co-liked+sasrec)_full | 0 | 0.125 | 0 | 1 | 72.00 | 70.00 |"
