@@ -67,10 +67,15 @@ def render_combined(folders, against: str | None = None) -> str:
     dataset share (the first N test users, N the fewest any row has), under each run's provenance: runs of different
     sizes, such as the classical rows on 1,000 users and an LLM row on 32, compared on the same cases. With
     `against` (a row label such as `SASRec_full`), a second table compares every other row with it user by user."""
-    runs = [(Path(folder), read_json(Path(folder) / "run.json", "run record")) for folder in folders]
+    runs = recorded(folders)
     datasets = list(dict.fromkeys(record["config"]["dataset"] for _, record in runs))
     return "\n\n".join(_combined_section([run for run in runs if run[1]["config"]["dataset"] == dataset], dataset,
                                           against) for dataset in datasets)
+
+
+def recorded(folders) -> list[tuple[Path, dict]]:
+    """(folder, run record) per results folder."""
+    return [(Path(folder), read_json(Path(folder) / "run.json", "run record")) for folder in folders]
 
 
 def _combined_section(runs: list[tuple[Path, dict]], dataset: str, against: str | None) -> str:
@@ -138,7 +143,7 @@ def provenance(folder: Path, record: dict) -> str:
 def render_headline(folders) -> str:
     """NDCG@10 ×100 (mean over seeds) of every row trained on the full view, and Random, per dataset beside the
     paper's row: the README's table."""
-    runs = [(Path(folder), read_json(Path(folder) / "run.json", "run record")) for folder in folders]
+    runs = recorded(folders)
     rows = [{**row, "dataset": record["config"]["dataset"]} for folder, record in runs
             for row in read_json(folder / "results.json", "results file")["rows"] if row["view"] in ("full", "-")]
     frame = pd.DataFrame(rows)
