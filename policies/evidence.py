@@ -57,11 +57,11 @@ class Evidence:
 
 class EvidenceSource:
     """The evidence a `PromptConfig` asks for: co-liked counts (`evidence`, with `popular`) and a tool's ranking
-    (`tool`), from the training view `train` only."""
+    (`tool`, fitted with `threads` torch threads), from the training view `train` only."""
 
-    def __init__(self, train: TrainView, prompt: PromptConfig, seed: int = 0):
+    def __init__(self, train: TrainView, prompt: PromptConfig, seed: int = 0, threads: int = 2):
         self.graph = CoLikedGraph(train, popular=prompt.popular) if prompt.evidence else None
-        self.tool = Tool(prompt.tool, train, seed) if prompt.tool else None
+        self.tool = Tool(prompt.tool, train, seed, threads=threads) if prompt.tool else None
 
     @classmethod
     def of(cls, train: TrainView, prompt: PromptConfig, seed: int = 0) -> EvidenceSource | None:

@@ -75,17 +75,18 @@ def choose_fusion(evidence: Sequence[Evidence], target_index: np.ndarray, n: int
 
 class FusedPolicy(Policy):
     """Ranks by the fused evidence lines a STARec prompt with `evidence`, `popular` and `tool` shows, its weights
-    chosen on the training view's validation cases: the row the `fused` teacher's student is measured against."""
+    chosen on the training view's validation cases: the row the `fused` teacher's student is measured against.
+    `threads` is the tool's fit's (`starec bench --option threads=N` reaches it)."""
 
-    def __init__(self, tool: str = "", popular: int = 0, co_liked: bool = True, seed: int = 0):
+    def __init__(self, tool: str = "", popular: int = 0, co_liked: bool = True, seed: int = 0, threads: int = 2):
         self.prompt = PromptConfig(evidence=co_liked, popular=popular if co_liked else 0, tool=tool)
-        self.seed, self.source, self.fusion, self.chosen = seed, None, None, None
+        self.seed, self.threads, self.source, self.fusion, self.chosen = seed, threads, None, None, None
         lines = (["co-liked"] if co_liked else []) + ([f"pop{popular}"] if co_liked and popular else []) \
             + ([tool] if tool else [])
         self.name = f"fused({'+'.join(lines)})"
 
     def fit(self, train: TrainView) -> FusedPolicy:
-        self.source = EvidenceSource(train, self.prompt, self.seed)
+        self.source = EvidenceSource(train, self.prompt, self.seed, self.threads)
         self.fusion, tried = fuse_on(self.source, train.valid)
         self.chosen = {"weights": asdict(self.fusion), "validation": tried}
         return self

@@ -24,10 +24,11 @@ _FITTED: dict[tuple, Policy] = {}  # one fit per (tool, seed, view, held_out) in
 
 class Tool:
     """The policy `spec` (any name `starec bench` takes) fitted on `train`, and on `train` without each user's last
-    `held_out` interactions for training cases; each fit is made on first use, once per process."""
+    `held_out` interactions for training cases, with `threads` torch threads; each fit is made on first use, once
+    per process."""
 
-    def __init__(self, spec: str, train: TrainView, seed: int = 0, top: int = 10):
-        self.spec, self.train, self.seed, self.top = spec, train, seed, top
+    def __init__(self, spec: str, train: TrainView, seed: int = 0, top: int = 10, threads: int = 2):
+        self.spec, self.train, self.seed, self.top, self.threads = spec, train, seed, top, threads
         self.name = make_policy(spec, seed).name
 
     def policy(self, held_out: int = 0) -> Policy:
@@ -39,7 +40,7 @@ class Tool:
         if key not in _FITTED:
             view = self.train if not held_out else replace(
                 self.train, sequences=[s[:max(len(s) - held_out, 0)] for s in self.train.sequences])
-            _FITTED[key] = make_policy(self.spec, self.seed).fit(view)
+            _FITTED[key] = make_policy(self.spec, self.seed, threads=self.threads).fit(view)
         return _FITTED[key]
 
     def orders(self, users: Sequence[int], histories: Sequence[Sequence[int]], candidates: Sequence[Sequence[int]],

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from starec_env.benchmarks.replay import evaluate
+from starec_env.policies import tools
 from starec_env.policies.registry import check_options, make_policy
 from starec_env.policies.sequence import left_aligned
 
@@ -116,6 +117,19 @@ def test_fusion_weights_are_chosen_on_the_cases_each_line_alone_among_them():
     assert (fusion.co_liked, fusion.tool) == (1.0, 0.0)
     with pytest.raises(ValueError, match="nothing to fuse"):
         choose_fusion([Evidence([0, 0])], np.zeros(1, dtype=int), 2)
+
+
+def test_a_fused_rows_tool_is_fitted_with_the_rows_threads(ml1m, monkeypatch):
+    made = []
+
+    def recording(spec, seed=0, **options):  # a cheap stand-in for the SASRec fit, recording what it was given
+        made.append((spec, options))
+        return make_policy("pop", seed)
+
+    monkeypatch.setattr(tools, "make_policy", recording)
+    monkeypatch.setattr(tools, "_FITTED", {})
+    make_policy("fused", tool="sasrec", threads=1).fit(ml1m.train("full"))
+    assert ("sasrec", {"threads": 1}) in made and ("sasrec", {"threads": 2}) not in made
 
 
 def test_the_fused_row_ranks_at_least_as_well_as_each_of_its_lines_on_validation(ml1m):
