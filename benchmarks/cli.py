@@ -6,6 +6,7 @@ It lives at the end of the flow (benchmarks) because it drives every layer: data
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -184,18 +185,13 @@ def _report(args) -> int:
 
 
 def _speed(args) -> int:
-    from starec_env.benchmarks.speed import classical_speed, env_speed, llm_speed, train_speed, write_report
+    from starec_env.benchmarks.speed import SpeedConfig, run_speed
+    from starec_env.files import read_json
 
-    if args.kind == "classical":
-        report = classical_speed(args.dataset, threads=args.threads, recbole_python=args.recbole_python)
-    elif args.kind == "train":
-        report = train_speed(args.dataset, threads=args.threads)
-    elif args.kind == "env":
-        report = env_speed(args.model, threads=args.threads, users=args.users, rounds=args.rounds,
-                           dataset=args.dataset, choices=args.choices.split(","))
-    else:
-        report = llm_speed(args.model, threads=args.threads, max_tokens=args.max_tokens, dataset=args.dataset)
-    write_report(report, args.out, args.kind)
+    folder = run_speed(SpeedConfig(args.kind, args.dataset, args.model, args.threads, args.users, args.rounds,
+                                   args.choices, args.max_tokens, args.recbole_python), args.out)
+    print(json.dumps(read_json(folder / "speed.json", "speed report"), indent=1))
+    print(f"\nrun: {folder} (starec report {folder} renders its tables)")
     return 0
 
 

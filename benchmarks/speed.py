@@ -7,6 +7,9 @@ beside the ceiling this machine's matmul rate puts on it.
 `env`: replay user-steps/s (single and vector env), and simulate mode with the LLM user agents: the batched vector
 env against the same users stepped one by one, with tokens per user-step.
 `train`: the student's SFT steps (TRL) and GRPO-style sampled rollouts, in float32 and under bfloat16 autocast.
+
+`run_speed` writes each run as a recorded run (`run.json` and `speed.json` in its own folder), which `starec report`
+renders with `speed_tables`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -24,6 +27,51 @@ from starec_env.benchmarks.replay import evaluate
 from starec_env.files import write_json
 from starec_env.policies.registry import make_policy
 from starec_env.protocol import Cases, build_protocol
+from starec_env.records import run_record
+
+KINDS = ("classical", "llm", "env", "train")
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """One `starec speed` run: `kind` and the settings it reads (`model`: an LLM spec, None for the embedded model;
+    `users`, `rounds`, `choices`: env; `max_tokens`: llm; `recbole_python`: classical's side-by-side)."""
+    kind: str
+    dataset: str = "ml-1m"
+    model: str | None = None
+    threads: int = 2
+    users: int = 16
+    rounds: int = 2
+    choices: str = "likelihood,generate"
+    max_tokens: int = 32
+    recbole_python: str | None = None
+
+
+def run_speed(config: SpeedConfig, out: str | Path = "results") -> Path:
+    """Measure `config.kind` and write `run.json` (at the start, and again with the run's seconds) and `speed.json`
+    into a new folder under `out`, which is returned."""
+    if config.kind not in KINDS:
+        raise ValueError(f"unknown speed kind {config.kind!r}; expected one of {', '.join(KINDS)}")
+    folder = Path(out) / f"speed-{config.kind}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    protocols = [build_protocol(config.dataset).record()]
+    write_json(folder / "run.json", run_record(config, protocols, []), indent=1, default=str)
+    started = time.perf_counter()
+    report = _measure(config)
+    write_json(folder / "speed.json", {"kind": config.kind, **report}, indent=1)
+    write_json(folder / "run.json", run_record(config, protocols, [
+        {"stage": config.kind, "seconds": time.perf_counter() - started}]), indent=1, default=str)
+    return folder
+
+
+def _measure(config: SpeedConfig) -> dict:
+    if config.kind == "classical":
+        return classical_speed(config.dataset, threads=config.threads, recbole_python=config.recbole_python)
+    if config.kind == "train":
+        return train_speed(config.dataset, threads=config.threads)
+    if config.kind == "env":
+        return env_speed(config.model, threads=config.threads, users=config.users, rounds=config.rounds,
+                         dataset=config.dataset, choices=config.choices.split(","))
+    return llm_speed(config.model, threads=config.threads, max_tokens=config.max_tokens, dataset=config.dataset)
 
 
 def classical_speed(dataset: str = "ml-1m", threads: int = 2, repeat: int = 20, recbole_python: str | None = None,
@@ -324,13 +372,3 @@ def _timed(run) -> dict:
     tokens = sum(c.completion_tokens for group in results for c in group)
     return {"seconds": seconds, "completion_tokens": tokens, "completion_tokens_per_second": tokens / seconds,
             "prompts_per_second": len(results) / seconds}
-
-
-def write_report(report: dict, out: str, name: str) -> Path:
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"speed-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    write_json(path, report, indent=1)
-    print(json.dumps(report, indent=1))
-    print(f"\nreport: {path}")
-    return path

@@ -1,18 +1,26 @@
 """Speed benchmarks report numbers and ratios; the tests check that they measure what they say, never how fast."""
 
-import json
-
 import pytest
 
-from starec_env.benchmarks.speed import env_speed, write_report
+from starec_env.benchmarks.speed import SpeedConfig, env_speed, run_speed
+from starec_env.files import read_json
 
 
 def test_env_speed_reports_replay_rates_of_single_and_vector_envs(ml1m, tmp_path):
     report = env_speed(users=0, replay_steps=64)
     assert report["replay_user_steps_per_second"] > 0 and report["replay_vector16_user_steps_per_second"] > 0
     assert "simulate_batched" not in report  # users=0 skips the LLM users
-    path = write_report(report, str(tmp_path), "env")
-    assert json.loads(path.read_text()) == report and path.name.startswith("speed-env-")
+
+
+def test_a_speed_run_is_a_recorded_run(ml1m, tmp_path):
+    folder = run_speed(SpeedConfig("env", users=0), tmp_path)
+    assert folder.name.startswith("speed-env-ml-1m-")
+    record, report = read_json(folder / "run.json"), read_json(folder / "speed.json")
+    assert record["config"]["kind"] == "env" and record["protocols"][0]["sources_sha256"]
+    assert record["timings"][0]["stage"] == "env" and report["kind"] == "env"
+    assert report["replay_user_steps_per_second"] > 0
+    with pytest.raises(ValueError, match="unknown speed kind 'fast'"):
+        run_speed(SpeedConfig("fast"), tmp_path)
 
 
 @pytest.mark.slow
