@@ -21,6 +21,7 @@ import pandas as pd
 from starec_env.benchmarks.fidelity import fidelity_tables
 from starec_env.benchmarks.references import PAPER
 from starec_env.benchmarks.report import anchor_ndcg10, number_cell, row_label, summary_table
+from starec_env.benchmarks.speed import speed_tables
 from starec_env.files import read_json, write_json, write_text
 from starec_env.metrics import ndcg, paired_difference, summarize
 from starec_env.trainers.curves import stage_table
@@ -28,7 +29,7 @@ from starec_env.trainers.curves import stage_table
 REPORT_BEGIN, REPORT_END = "<!-- starec report: begin", "<!-- starec report: end"
 RENDERED = "<!-- rendered by starec report from"
 BLOCK = re.compile(r"<!-- starec report: begin ([\w-]+): (.*?) -->\n.*?\n<!-- starec report: end \1 -->", re.S)
-RECORDS = ("results.json", "validation.json")  # what rendering reads beside run.json: bench and fidelity, or train
+RECORDS = ("results.json", "validation.json", "speed.json")  # read beside run.json: bench and fidelity, train, speed
 LAYOUTS = ("runs", "combined", "headline")
 
 
@@ -46,9 +47,17 @@ def render(folders, layout: str = "runs", against: str | None = None) -> str:
 
 def render_runs(folders) -> str:
     """Markdown for recorded runs: per results folder (bench, fidelity or train) its tables, under the command, data
-    checksums and commit that made them and a marker naming the run and its config hash."""
+    checksums and commit that made them and a marker naming the run and its config hash; speed runs together, one
+    table per kind with a row per run."""
+    folders = [Path(folder) for folder in folders]
+    speed = [folder for folder in folders if (folder / "speed.json").is_file()]
+    if speed:
+        if len(speed) < len(folders):
+            raise ValueError("a report renders `starec speed` runs or result runs, not both: "
+                             f"{sorted(str(folder) for folder in set(folders) - set(speed))} are not speed runs")
+        return render_speed(speed)
     parts = []
-    for folder in map(Path, folders):
+    for folder in folders:
         record = read_json(folder / "run.json", "run record")
         dataset = record["config"]["dataset"]
         if (folder / "validation.json").is_file():  # a `starec train` run
@@ -60,6 +69,13 @@ def render_runs(folders) -> str:
         table = "\n".join(f"#{line}" if line.startswith("#") else line for line in table.splitlines())
         parts.append(f"{provenance(folder, record)}\n\n{table}")
     return "\n\n".join(parts)
+
+
+def render_speed(folders) -> str:
+    """The speed runs' provenance, then their tables (`speed_tables`)."""
+    runs = recorded(folders)
+    reports = [read_json(folder / "speed.json", "speed report") for folder, _ in runs]
+    return "\n\n".join([*(provenance(folder, record) for folder, record in runs), speed_tables(reports)])
 
 
 def render_combined(folders, against: str | None = None) -> str:
@@ -211,8 +227,8 @@ def keep_records(folder: Path, records: Path) -> Path:
     if kept.resolve() != folder.resolve():
         names = ["run.json", *(name for name in RECORDS if (folder / name).is_file())]
         if len(names) == 1 or not (folder / "run.json").is_file():
-            raise ValueError(f"{folder}: not a results folder of `starec bench`, `fidelity` or `train` (it needs "
-                             f"run.json and one of {', '.join(RECORDS)})")
+            raise ValueError(f"{folder}: not a results folder of `starec bench`, `fidelity`, `train` or `speed` "
+                             f"(it needs run.json and one of {', '.join(RECORDS)})")
         for name in names:
             write_json(kept / name, read_json(folder / name, name), separators=(",", ":"))
     return kept

@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from starec_env.benchmarks.replay import evaluate
+from starec_env.benchmarks.report import new_results_dir
 from starec_env.files import write_json
 from starec_env.policies.registry import make_policy
 from starec_env.protocol import Cases, build_protocol
@@ -52,7 +53,7 @@ def run_speed(config: SpeedConfig, out: str | Path = "results") -> Path:
     into a new folder under `out`, which is returned."""
     if config.kind not in KINDS:
         raise ValueError(f"unknown speed kind {config.kind!r}; expected one of {', '.join(KINDS)}")
-    folder = Path(out) / f"speed-{config.kind}-{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder = new_results_dir(str(out), f"speed-{config.kind}-{config.dataset}")
     protocols = [build_protocol(config.dataset).record()]
     write_json(folder / "run.json", run_record(config, protocols, []), indent=1, default=str)
     started = time.perf_counter()
@@ -372,3 +373,109 @@ def _timed(run) -> dict:
     tokens = sum(c.completion_tokens for group in results for c in group)
     return {"seconds": seconds, "completion_tokens": tokens, "completion_tokens_per_second": tokens / seconds,
             "prompts_per_second": len(results) / seconds}
+
+
+def speed_tables(reports: Sequence[dict]) -> str:
+    """Markdown tables of `speed.json` reports: one table per kind with a row per run (a dataset, a setting), and for
+    `env` each run's simulate variants and where its batched step's time goes."""
+    parts = []
+    for kind in dict.fromkeys(report["kind"] for report in reports):
+        same = [report for report in reports if report["kind"] == kind]
+        parts += {"classical": _classical_tables, "llm": _llm_tables, "env": _env_tables,
+                  "train": _train_tables}[kind](same)
+    return "\n\n".join(parts)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+
+
+def _count(rate: float) -> str:
+    """A throughput as people read it: 11.5 M, 457 K, 6,401, 0.170."""
+    if rate >= 1e6:
+        return f"{rate / 1e6:.1f} M"
+    if rate >= 1e5:
+        return f"{rate / 1e3:.0f} K"
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
+def _classical_tables(reports: Sequence[dict]) -> list[str]:
+    training, scoring = [], []
+    for report in reports:
+        full = report["sasrec_full"]
+        budget_key = next(key for key in report if key.startswith("sasrec_full_") and key.endswith("s_budget"))
+        budget, seconds = report[budget_key], budget_key.removeprefix("sasrec_full_").removesuffix("_budget")
+        ours = full["train_seconds"] / full["epochs_run"]
+        recbole = report.get("recbole", {})
+        training.append([report["dataset"], report["threads"], f"{ours:.2f}",
+                         f"{full['best_epoch']}, at {full['seconds_to_best_epoch']:.0f} s (stopped at "
+                         f"{full['epochs_run']})", f"{100 * full['test_ndcg@10']:.2f}",
+                         f"{100 * budget['test_ndcg@10']:.2f} ({seconds}, {budget['epochs_run']} epochs)",
+                         f"{recbole['recbole_sasrec_seconds_per_epoch']:.1f} "
+                         f"(**{recbole['recbole_sasrec_seconds_per_epoch'] / ours:.1f}×** ours)"
+                         if "recbole_sasrec_seconds_per_epoch" in recbole else "—"])
+        ceiling = report["sasrec_scoring_ceiling"]
+        scoring.append([report["dataset"], _count(report["pop_lists_per_second"]),
+                        _count(report["sasrec_lists_per_second"]),
+                        _count(ceiling["lists_per_second_at_matmul_rate"]), f"{ceiling['mflop_per_list']:.2f}",
+                        f"{ceiling['matmul_gflops']:.1f}", f"{report['protocol_build_seconds']:.1f}"])
+    return [_table(["SASRec_full", "threads", "seconds per epoch", "best validation epoch", "test NDCG@10",
+                    "test NDCG@10 under a budget", "RecBole 1.2.1 SASRec, seconds per epoch"], training),
+            _table(["replay scoring, lists/s", "Pop", "SASRec_full", "SASRec at the matmul rate", "SASRec MFLOP/list",
+                    "fp32 matmul GFLOP/s", "protocol built from raw files, s"], scoring)]
+
+
+def _llm_tables(reports: Sequence[dict]) -> list[str]:
+    rows = [[report["model"], report["threads"], report["max_tokens"], report["prompts"],
+             f"{report['one_by_one']['seconds']:.0f} s", f"{report['batched']['seconds']:.0f} s "
+             f"({report['batch_size']} per call)", f"**{report['batched_speedup']:.2f}×**",
+             f"{report['single_stream_tokens_per_second']:.1f}",
+             f"{report['batched']['completion_tokens_per_second']:.1f}",
+             f"{report['prefill_tokens_per_second']:.0f} ({report['prompt_tokens']})"
+             if "prefill_tokens_per_second" in report else "—", f"{report['peak_rss_mib'] / 1024:.1f}"]
+            for report in reports]
+    return [_table(["model", "threads", "tokens generated per prompt", "prompts", "one call per prompt", "batched",
+                    "speed-up", "tokens/s one by one", "tokens/s batched", "prefill tokens/s (prompt tokens)",
+                    "peak RSS GiB"], rows)]
+
+
+SIMULATE_RUNS = {  # report key: what the run changes from the default step
+    "simulate_batched": "batched: likelihood pick, digit-likelihood rating, prompt prefixes reused",
+    "simulate_batched_without_prefix_cache": "batched, prefix cache off",
+    "simulate_batched_with_rationale": "batched, rationale written too (`AgentConfig(rationale=True)`)",
+    "simulate_batched_float32": "batched, float32 instead of the native bfloat16",
+    "simulate_one_by_one": "one user at a time",
+    "simulate_batched_generate": "batched, the pick generated (`choice=\"generate\"`)",
+    "simulate_one_by_one_generate": "generated pick, one user at a time",
+}
+
+
+def _env_tables(reports: Sequence[dict]) -> list[str]:
+    parts = [_table(["replay mode", "rounds", "user-steps/s through gym.make", "16-env vector env"],
+                    [[report["dataset"], report["rounds"], _count(report["replay_user_steps_per_second"]),
+                      _count(report["replay_vector16_user_steps_per_second"])] for report in reports])]
+    for report in (report for report in reports if "simulate_batched" in report):
+        base = report["simulate_batched"]
+        runs = [(label, report[key]) for key, label in SIMULATE_RUNS.items() if key in report]
+        parts.append(_table([f"simulate step, {report['dataset']}, {report['users']} users × {report['rounds']} "
+                             "rounds", "seconds", "user-steps/s", "tokens / step", "vs batched"],
+                            [[label, f"{run['seconds']:.0f}", f"{run['user_steps_per_second']:.3f}",
+                              f"{run['tokens_per_user_step']:,.0f}",
+                              f"{run['user_steps_per_second'] / base['user_steps_per_second']:.2f}×"]
+                             for label, run in runs]))
+        parts.append(_table(["phase of the batched step", "seconds", "share", "tokens read or written", "tokens/s"],
+                            [[name, f"{phase['seconds']:.1f}", f"{100 * phase['share_of_time']:.0f}%",
+                              f"{phase['tokens']:,}", f"{phase['tokens_per_second']:,.0f}"]
+                             for name, phase in base["phases"].items()]))
+    return parts
+
+
+def _train_tables(reports: Sequence[dict]) -> list[str]:
+    rows = [[report["dataset"], report["threads"], f"{report['sft_float32']['seconds_per_step']:.1f}",
+             f"{report['sft_bf16_autocast']['seconds_per_step']:.1f}", f"{report['sft_bf16_speedup']:.2f}×",
+             f"{report['rollout_tokens_per_second_float32']:.1f}",
+             f"{report['rollout_tokens_per_second_bf16_autocast']:.1f}", f"{report['rollout_bf16_speedup']:.2f}×"]
+            for report in reports]
+    return [_table(["dataset", "threads", "SFT s/step, float32", "SFT s/step, bf16 autocast", "bf16 speed-up",
+                    "rollout tokens/s, float32", "rollout tokens/s, bf16 autocast", "bf16 speed-up"], rows)]

@@ -2,7 +2,8 @@
 
 import pytest
 
-from starec_env.benchmarks.speed import SpeedConfig, env_speed, run_speed
+from starec_env.benchmarks.render import RENDERED, render, write_block
+from starec_env.benchmarks.speed import SpeedConfig, _count, env_speed, run_speed, speed_tables
 from starec_env.files import read_json
 
 
@@ -21,6 +22,25 @@ def test_a_speed_run_is_a_recorded_run(ml1m, tmp_path):
     assert report["replay_user_steps_per_second"] > 0
     with pytest.raises(ValueError, match="unknown speed kind 'fast'"):
         run_speed(SpeedConfig("fast"), tmp_path)
+    page = render([folder])
+    assert page.startswith(f"{RENDERED} {folder.name}") and "Made by `starec" in page
+    replay = f"| ml-1m | 2 | {_count(report['replay_user_steps_per_second'])} |"
+    assert replay in page
+    kept = write_block(tmp_path / "speed.md", "env", [folder], records=tmp_path / "runs")
+    assert (tmp_path / "runs" / folder.name / "speed.json").is_file() and replay in kept.read_text()
+    with pytest.raises(ValueError, match="speed runs or result runs, not both"):
+        render([folder, tmp_path / "runs"])
+
+
+def test_speed_tables_put_each_kind_in_a_row_per_run():
+    llm = {"kind": "llm", "model": "hf:x", "threads": 2, "max_tokens": 32, "prompts": 4, "batch_size": 4,
+           "one_by_one": {"seconds": 40.0}, "batched": {"seconds": 20.0, "completion_tokens_per_second": 6.4},
+           "batched_speedup": 2.0, "single_stream_tokens_per_second": 3.2, "peak_rss_mib": 2048}
+    tables = speed_tables([llm, {**llm, "max_tokens": 192, "batched_speedup": 3.0}])
+    rows = [line for line in tables.splitlines() if line.startswith("| hf:x")]
+    assert rows == ["| hf:x | 2 | 32 | 4 | 40 s | 20 s (4 per call) | **2.00×** | 3.2 | 6.4 | — | 2.0 |",
+                    "| hf:x | 2 | 192 | 4 | 40 s | 20 s (4 per call) | **3.00×** | 3.2 | 6.4 | — | 2.0 |"]
+    assert [_count(rate) for rate in (11.5e6, 457e3, 6401.2, 0.1704)] == ["11.5 M", "457 K", "6,401", "0.17"]
 
 
 @pytest.mark.slow
