@@ -167,11 +167,20 @@ class Protocol(Catalogue):
             return [""] * self.n_users
         return self.users["profile"].fillna("").astype(str).tolist()
 
+    def cold_test(self) -> np.ndarray:
+        """Positions of the test cases whose target never occurs in the `full` training view: cold-start cases,
+        which a collaborative model cannot score from interactions and only the item's text can."""
+        seen = np.zeros(self.n_items, dtype=bool)
+        for sequence in self.train("full").sequences:
+            seen[sequence] = True
+        return np.flatnonzero(~seen[self.test.targets])
+
     def record(self) -> dict:
-        """What a result must carry to be reproducible: effective config, deviations, counts, data checksums."""
+        """What a result must carry to be reproducible: effective config, deviations, counts, data checksums, and
+        which test cases are cold-start (`cold_test`), so tables can report them apart."""
         return {"dataset": self.dataset, "protocol_version": PROTOCOL_VERSION, "config": asdict(self.config),
                 "deviation_from_paper": self.deviation, "stats": self.stats,
-                "sources_sha256": self.sources, "notes": self.notes}
+                "sources_sha256": self.sources, "notes": self.notes, "cold_test_cases": self.cold_test().tolist()}
 
     # ------------------------------------------------------------------------------------------ candidate files
     def save_candidates(self, path: str | os.PathLike) -> Path:

@@ -26,6 +26,16 @@ def test_cds_counts_match_reference_implementations(cds):
     assert cds.record()["deviation_from_paper"]
 
 
+def test_cold_start_test_cases_are_those_whose_target_full_training_never_shows(cds):
+    cold = cds.cold_test()
+    seen = set(np.concatenate(cds.train("full").sequences).tolist())
+    targets = cds.test.targets
+    assert all(targets[i] not in seen for i in cold)
+    assert all(targets[i] in seen for i in sorted(set(range(len(targets))) - set(cold.tolist())))
+    assert 0.05 < len(cold) / len(targets) < 0.2  # about one CDs test target in ten
+    assert cds.record()["cold_test_cases"] == cold.tolist()
+
+
 def test_candidates_are_target_plus_unrated_negatives(ml1m, data_dir):
     cases = ml1m.test
     assert cases.candidates.shape == (1_000, 20)
