@@ -104,15 +104,39 @@ def _combined_section(runs: list[tuple[Path, dict]], dataset: str, against: str 
     if len(set(keys)) < len(keys):
         raise ValueError(f"--combined: a row (policy, view, seed) is in more than one run: {sorted(keys)}")
     shared = min(len(row["ranks"]) for row in rows)
-    frame = pd.DataFrame([{**{k: v for k, v in row.items() if k not in ("ranks", "curve", "folder", "chosen")},
-                           **summarize(np.asarray(row["ranks"][:shared])), "users": shared} for row in rows])
+    every = {row["seed"]: np.arange(shared) for row in rows}
     parts = [*(provenance(folder, record) for folder, record in runs),
-             f"### {dataset}: every row on the first {shared} test users", summary_table(frame, dataset)]
+             f"### {dataset}: every row on the first {shared} test users", _subset_table(rows, every, dataset)]
     if against:
-        parts += [f"### {dataset}: each row against {against}, user by user", paired_table(rows, shared, against)]
+        parts += [f"### {dataset}: each row against {against}, user by user", paired_table(rows, every, against)]
+    cold = cold_cases(runs, shared)
+    if cold and all(len(cases) for cases in cold.values()):
+        parts += [f"### {dataset}: the cold-start users among them (their target never occurs in `_full` training)",
+                  _subset_table(rows, cold, dataset)]
+        if against:
+            parts += [f"### {dataset}: cold-start users, each row against {against}", paired_table(rows, cold, against)]
     if any(row.get("chosen") for row in rows):
         parts += [f"### {dataset}: the fusion weights each fused row chose on validation", chosen_table(rows)]
     return "\n\n".join(parts)
+
+
+def _subset_table(rows: list[dict], cases: dict[int, np.ndarray], dataset: str) -> str:
+    """`summary_table` of the rows scored on `cases[seed]`, the test positions each row's seed keeps."""
+    frame = pd.DataFrame([{**{k: v for k, v in row.items() if k not in ("ranks", "curve", "folder", "chosen")},
+                           **summarize(np.asarray(row["ranks"])[cases[row["seed"]]]), "users": len(cases[row["seed"]])}
+                          for row in rows])
+    return summary_table(frame, dataset)
+
+
+def cold_cases(runs: list[tuple[Path, dict]], shared: int) -> dict[int, np.ndarray] | None:
+    """Per seed, the cold-start positions among the first `shared` test cases, from the protocol records beside the
+    rows; None where a run's records predate them."""
+    records = [protocol for folder, _ in runs
+               for protocol in read_json(folder / "results.json", "results file").get("protocols", [])]
+    if not records or any("cold_test_cases" not in protocol for protocol in records):
+        return None
+    return {protocol["config"]["seed"]: np.array([i for i in protocol["cold_test_cases"] if i < shared], dtype=int)
+            for protocol in records}
 
 
 def chosen_table(rows: list[dict]) -> str:
@@ -128,19 +152,21 @@ def chosen_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def paired_table(rows: list[dict], users: int, against: str) -> str:
-    """NDCG@10 ×100 of each row minus the row labelled `against`, on the first `users` test users: mean ± standard
-    error, the Wilcoxon signed-rank p-value, and the users ranked better / worse."""
+def paired_table(rows: list[dict], cases: dict[int, np.ndarray], against: str) -> str:
+    """NDCG@10 ×100 of each row minus the row labelled `against`, on the test positions `cases` keeps for that
+    row's seed: mean ± standard error, the Wilcoxon signed-rank p-value, and the users ranked better / worse."""
     labels = [row_label(row["policy"], row["view"]) for row in rows]
     if labels.count(against) != 1:
         raise ValueError(f"--against {against!r} must name exactly one row; the rows are {labels}")
-    base = ndcg(np.asarray(rows[labels.index(against)]["ranks"][:users]), 10)
+    base_row = rows[labels.index(against)]
+    kept = cases[base_row["seed"]]
+    base = ndcg(np.asarray(base_row["ranks"])[kept], 10)
     lines = ["| Method | Δ NDCG@10 | p (Wilcoxon) | better | worse | users |", "|---|---|---|---|---|---|"]
     for label, row in zip(labels, rows):
         if label != against:
-            paired = paired_difference(base, ndcg(np.asarray(row["ranks"][:users]), 10))
+            paired = paired_difference(base, ndcg(np.asarray(row["ranks"])[kept], 10))
             lines.append(f"| {label} | {100 * paired['mean']:+.2f} ± {100 * paired['se']:.2f} | "
-                         f"{paired['p_wilcoxon']:.2g} | {paired['better']} | {paired['worse']} | {users} |")
+                         f"{paired['p_wilcoxon']:.2g} | {paired['better']} | {paired['worse']} | {len(kept)} |")
     return "\n".join(lines)
 
 

@@ -101,6 +101,26 @@ def test_runs_of_different_sizes_combine_into_one_table_on_the_users_they_share(
     assert both.index("ml-1m: every row on the first 8") < both.index("amazon-cds: every row on the first 5")
 
 
+def test_cold_start_users_are_reported_apart_where_the_protocol_has_them(cds, tmp_path):
+    from starec_env.benchmarks.render import render_combined
+    from starec_env.metrics import ndcg, paired_difference, summarize
+
+    config = BenchConfig(dataset="amazon-cds", policies=("random", "pop"), views=("full",), n_users=60,
+                         out=str(tmp_path))
+    rows, _, run = run_benchmark(config)
+    cold = cds.cold_test()[cds.cold_test() < 60]
+    assert len(cold) > 0
+    text = render_combined([run], against="Pop_full")
+    section = text.split("the cold-start users among them")[1].split("###")[0]
+    pop = next(line for line in section.splitlines() if line.startswith("| Pop_full"))
+    expected = 100 * summarize(np.asarray(rows[1]["ranks"])[cold])["ndcg@10"]
+    assert f"| {expected:.2f} |" in pop and f" | {len(cold)} | " in pop
+    paired = text.split("cold-start users, each row against Pop_full")[1]
+    difference = paired_difference(ndcg(np.asarray(rows[1]["ranks"])[cold], 10),
+                                   ndcg(np.asarray(rows[0]["ranks"])[cold], 10))
+    assert f"| Random | {100 * difference['mean']:+.2f} ± {100 * difference['se']:.2f} |" in paired
+
+
 def test_a_page_keeps_its_runs_records_and_renders_again_from_them(ml1m, tmp_path):
     """`starec report RUN... --out PAGE --records DIR`: the block's marker is the command that made it, the records
     beside the page are enough to render it again, and a changed record changes the page on refresh."""
