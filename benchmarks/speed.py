@@ -405,13 +405,13 @@ def _classical_tables(reports: Sequence[dict]) -> list[str]:
     for report in reports:
         full = report["sasrec_full"]
         budget_key = next(key for key in report if key.startswith("sasrec_full_") and key.endswith("s_budget"))
-        budget, seconds = report[budget_key], budget_key.removeprefix("sasrec_full_").removesuffix("_budget")
+        budget, seconds = report[budget_key], budget_key.removeprefix("sasrec_full_").removesuffix("s_budget")
         ours = full["train_seconds"] / full["epochs_run"]
         recbole = report.get("recbole", {})
         training.append([report["dataset"], report["threads"], f"{ours:.2f}",
                          f"{full['best_epoch']}, at {full['seconds_to_best_epoch']:.0f} s (stopped at "
                          f"{full['epochs_run']})", f"{100 * full['test_ndcg@10']:.2f}",
-                         f"{100 * budget['test_ndcg@10']:.2f} ({seconds}, {budget['epochs_run']} epochs)",
+                         f"{100 * budget['test_ndcg@10']:.2f} ({seconds} s, {budget['epochs_run']} epochs)",
                          f"{recbole['recbole_sasrec_seconds_per_epoch']:.1f} "
                          f"(**{recbole['recbole_sasrec_seconds_per_epoch'] / ours:.1f}×** ours)"
                          if "recbole_sasrec_seconds_per_epoch" in recbole else "—"])
