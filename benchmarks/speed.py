@@ -426,8 +426,13 @@ def _classical_tables(reports: Sequence[dict]) -> list[str]:
                     "fp32 matmul GFLOP/s", "protocol built from raw files, s"], scoring)]
 
 
+def _model_name(spec: str) -> str:
+    """A model spec as a reader needs it: a local model folder by its name, not this machine's path."""
+    return f"hf:{Path(spec[3:]).name}" if spec.startswith("hf:/") else spec
+
+
 def _llm_tables(reports: Sequence[dict]) -> list[str]:
-    rows = [[report["model"], report["threads"], report["max_tokens"], report["prompts"],
+    rows = [[_model_name(report["model"]), report["threads"], report["max_tokens"], report["prompts"],
              f"{report['one_by_one']['seconds']:.0f} s", f"{report['batched']['seconds']:.0f} s "
              f"({report['batch_size']} per call)", f"**{report['batched_speedup']:.2f}×**",
              f"{report['single_stream_tokens_per_second']:.1f}",

@@ -28,7 +28,7 @@ def test_a_speed_run_is_a_recorded_run(ml1m, tmp_path):
     assert replay in page
     kept = write_block(tmp_path / "speed.md", "env", [folder], records=tmp_path / "runs")
     assert (tmp_path / "runs" / folder.name / "speed.json").is_file() and replay in kept.read_text()
-    with pytest.raises(ValueError, match="speed runs or result runs, not both"):
+    with pytest.raises(ValueError, match="`starec speed` runs or result runs, not both"):
         render([folder, tmp_path / "runs"])
 
 
