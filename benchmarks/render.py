@@ -112,7 +112,7 @@ def _combined_section(runs: list[tuple[Path, dict]], dataset: str, against: str 
     cold = cold_cases(runs, shared)
     if cold and all(len(cases) for cases in cold.values()):
         parts += [f"### {dataset}: the cold-start users among them (their target never occurs in `_full` training)",
-                  _subset_table(rows, cold, dataset)]
+                  _subset_table(rows, cold, dataset, anchors=False)]
         if against:
             parts += [f"### {dataset}: cold-start users, each row against {against}", paired_table(rows, cold, against)]
     if any(row.get("chosen") for row in rows):
@@ -120,12 +120,12 @@ def _combined_section(runs: list[tuple[Path, dict]], dataset: str, against: str 
     return "\n\n".join(parts)
 
 
-def _subset_table(rows: list[dict], cases: dict[int, np.ndarray], dataset: str) -> str:
+def _subset_table(rows: list[dict], cases: dict[int, np.ndarray], dataset: str, anchors: bool = True) -> str:
     """`summary_table` of the rows scored on `cases[seed]`, the test positions each row's seed keeps."""
     frame = pd.DataFrame([{**{k: v for k, v in row.items() if k not in ("ranks", "curve", "folder", "chosen")},
                            **summarize(np.asarray(row["ranks"])[cases[row["seed"]]]), "users": len(cases[row["seed"]])}
                           for row in rows])
-    return summary_table(frame, dataset)
+    return summary_table(frame, dataset, anchors)
 
 
 def cold_cases(runs: list[tuple[Path, dict]], shared: int) -> dict[int, np.ndarray] | None:
