@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="`starec bench` runs as one table, every row on the test users all of them share")
     layout.add_argument("--headline", action="store_true",
                         help="NDCG@10 of the full-view rows beside the paper's, one column pair per dataset")
+    layout.add_argument("--options", action="store_true",
+                        help="`starec bench` runs of the same rows under different --option settings, a row per run")
     report.add_argument("--against", help="with --combined: compare every row user by user with this one "
                                           "(a row label such as SASRec_full)")
     report.add_argument("--refresh", nargs="+", metavar="PAGE",
@@ -175,7 +177,7 @@ def _report(args) -> int:
         return 0
     if not args.runs:
         raise ValueError("starec report: name the results folders to render, or --refresh PAGE...")
-    layout = "combined" if args.combined else "headline" if args.headline else "runs"
+    layout = next((name for name in ("combined", "headline", "options") if getattr(args, name)), "runs")
     if args.out:
         page = write_block(Path(args.out), args.block, args.runs, layout, args.against, args.records)
         print(f"rendered {len(args.runs)} run(s) into {page} (block {args.block})")

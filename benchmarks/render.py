@@ -30,18 +30,21 @@ REPORT_BEGIN, REPORT_END = "<!-- starec report: begin", "<!-- starec report: end
 RENDERED = "<!-- rendered by starec report from"
 BLOCK = re.compile(r"<!-- starec report: begin ([\w-]+): (.*?) -->\n.*?\n<!-- starec report: end \1 -->", re.S)
 RECORDS = ("results.json", "validation.json", "speed.json")  # read beside run.json: bench and fidelity, train, speed
-LAYOUTS = ("runs", "combined", "headline")
+LAYOUTS = ("runs", "combined", "headline", "options")
 
 
 def render(folders, layout: str = "runs", against: str | None = None) -> str:
     """`folders` rendered as each run's own tables (`runs`), one table per dataset (`combined`, optionally each row
-    against the row labelled `against`), or NDCG@10 beside the paper's, one column pair per dataset (`headline`)."""
+    against the row labelled `against`), NDCG@10 beside the paper's, one column pair per dataset (`headline`), or
+    a row per run and policy, labelled by the run's `--option` settings (`options`)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown report layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     if against and layout != "combined":
         raise ValueError("--against compares the rows of a combined table: add --combined")
     if layout == "combined":
         return render_combined(folders, against)
+    if layout == "options":
+        return render_options(folders)
     return render_headline(folders) if layout == "headline" else render_runs(folders)
 
 
@@ -197,6 +200,25 @@ def render_headline(folders) -> str:
         cells = [f"{number_cell(100 * scores[d] if pd.notna(scores[d]) else None)} | "
                  f"{number_cell(anchor_ndcg10(PAPER, d, policy, view))}" for d in datasets]
         lines.append(f"| {row_label(policy, view)} | " + " | ".join(cells) + " |")
+    return "\n\n".join([*(provenance(folder, record) for folder, record in runs), "\n".join(lines)])
+
+
+def render_options(folders) -> str:
+    """An option sweep: per run and policy/view, the run's `--option` settings (threads left out: they change no
+    score), test NDCG@10 ×100 as the mean over seeds and each seed's, and the mean over seeds of the best
+    validation NDCG@10 on the training curve."""
+    runs = recorded(folders)
+    lines = ["| options | Method | test NDCG@10 | per seed | best validation |", "|---|---|---|---|---|"]
+    for folder, record in runs:
+        settings = {k: v for k, v in record["config"]["policy_options"].items() if k != "threads"}
+        label = " ".join(f"`{k}={v}`" for k, v in settings.items()) or "defaults"
+        frame = pd.DataFrame(read_json(folder / "results.json", "results file")["rows"]).sort_values("seed")
+        for (policy, view), group in frame.groupby(["policy", "view"], sort=False):
+            curves = [curve for curve in group.get("curve", []) if isinstance(curve, list) and curve]
+            best = np.mean([max(entry["valid_ndcg@10"] for entry in curve) for curve in curves]) if curves else None
+            lines.append(f"| {label} | {row_label(policy, view)} | {100 * group['ndcg@10'].mean():.2f} | "
+                         + ", ".join(f"{100 * value:.2f}" for value in group["ndcg@10"])
+                         + f" | {number_cell(None if best is None else 100 * best)} |")
     return "\n\n".join([*(provenance(folder, record) for folder, record in runs), "\n".join(lines)])
 
 

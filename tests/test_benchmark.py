@@ -121,6 +121,22 @@ def test_cold_start_users_are_reported_apart_where_the_protocol_has_them(cds, tm
     assert f"| Random | {100 * difference['mean']:+.2f} ± {100 * difference['se']:.2f} |" in paired
 
 
+def test_an_option_sweep_renders_a_row_per_run_labelled_by_its_options(cds, tmp_path):
+    from starec_env.benchmarks.render import render
+
+    config = BenchConfig(dataset="amazon-cds", policies=("sasrec",), views=("sample",), seeds=(0, 1), n_users=20,
+                         out=str(tmp_path), policy_options={"epochs": 2, "eval_every": 1, "threads": 1})
+    (plain, _, first), (dropped, _, second) = run_benchmark(config), run_benchmark(
+        replace(config, policy_options={**config.policy_options, "dropout": 0.7}))
+    lines = [line for line in render([first, second], "options").splitlines() if line.startswith("| `")]
+    assert [line.split(" | ")[0] for line in lines] == ["| `epochs=2` `eval_every=1`",
+                                                        "| `epochs=2` `eval_every=1` `dropout=0.7`"]
+    for line, rows in zip(lines, (plain, dropped)):
+        per_seed = ", ".join(f"{100 * row['ndcg@10']:.2f}" for row in rows)
+        best = 100 * np.mean([max(entry["valid_ndcg@10"] for entry in row["curve"]) for row in rows])
+        assert line.endswith(f" | {per_seed} | {best:.2f} |") and " | SASRec_sample | " in line
+
+
 def test_a_page_keeps_its_runs_records_and_renders_again_from_them(ml1m, tmp_path):
     """`starec report RUN... --out PAGE --records DIR`: the block's marker is the command that made it, the records
     beside the page are enough to render it again, and a changed record changes the page on refresh."""
